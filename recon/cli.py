@@ -1,0 +1,81 @@
+"""The ``recon`` command: reconstruct, simulate, benchmark, train, sample, demo.
+
+Each subcommand lives in a ``pipelines`` module exposing ``register(subparsers)``; the module adds
+its parser and sets ``func=run`` with ``run(args) -> int``. Bad input ends with one line naming the
+file and the problem and a non-zero exit; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from recon.errors import InputError
+
+# Subcommand modules, in the order ``recon --help`` lists them.
+SUBCOMMAND_MODULES = (
+    "pipelines.reconstruct_dir",
+    "pipelines.simulate",
+    "pipelines.benchmark",
+    "pipelines.train",
+    "pipelines.sample",
+    "pipelines.demo",
+)
+
+EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("recon-diffusion")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recon",
+        description="Reconstruct CT and MRI from reduced measurements with score-based diffusion priors.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_INPUT_ERROR
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("recon: interrupted; run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (InputError, ValueError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError) as err:
+        if args.debug:
+            raise
+        print(f"recon: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+def _one_line(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.filename is not None:
+        text = f"{err.filename}: {err.strerror or err}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
