@@ -1,0 +1,74 @@
+"""Bundled priors by name, any checkpoint directory by path.
+
+Bundled priors live in ``data/priors/<name>/`` of the source tree, which is installed as the
+``recon_data`` package (see ``pyproject.toml``), so ``load_prior("ct")`` works from an installed
+wheel and from an editable install alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from priors.checkpoint import is_checkpoint_dir, load_checkpoint
+from priors.edm import EDMPrior
+from recon.errors import InputError
+
+__all__ = ["load_prior", "available_priors", "bundled_prior_dirs"]
+
+
+def _roots() -> list[Path]:
+    """Candidate ``priors`` folders: the installed ``recon_data`` package, then the source tree."""
+    roots: list[Path] = []
+    try:
+        from importlib.resources import files
+
+        roots.append(Path(str(files("recon_data"))) / "priors")
+    except (ModuleNotFoundError, TypeError):
+        pass
+    roots.append(Path(__file__).resolve().parents[1] / "data" / "priors")
+    seen, out = set(), []
+    for r in roots:
+        if r not in seen:
+            seen.add(r)
+            out.append(r)
+    return out
+
+
+def bundled_prior_dirs() -> dict[str, Path]:
+    """``{name: directory}`` of every bundled prior that has a config and weights."""
+    found: dict[str, Path] = {}
+    for root in _roots():
+        if not root.is_dir():
+            continue
+        for d in sorted(root.iterdir()):
+            if d.name not in found and is_checkpoint_dir(d):
+                found[d.name] = d
+    return found
+
+
+def available_priors() -> list[str]:
+    """Names accepted by :func:`load_prior` (bundled priors present in this installation)."""
+    return sorted(bundled_prior_dirs())
+
+
+def load_prior(name_or_path: str | Path, device: str | torch.device = "cpu") -> EDMPrior:
+    """Load a bundled prior by name (``"ct"``, ``"mr"``) or a checkpoint directory by path.
+
+    Returns an :class:`EDMPrior` in eval mode with gradients disabled. A path is anything that
+    contains a path separator or exists on disk; an unknown name raises ``InputError`` listing the
+    available names; a bad checkpoint raises ``InputError`` naming the file and the problem.
+    """
+    from priors.device import resolve_device
+
+    dev = resolve_device(device)
+    text = str(name_or_path)
+    p = Path(text)
+    if isinstance(name_or_path, Path) or p.exists() or "/" in text or "\\" in text:
+        return load_checkpoint(p, dev)
+    bundled = bundled_prior_dirs()
+    if text in bundled:
+        return load_checkpoint(bundled[text], dev)
+    names = ", ".join(sorted(bundled)) or "none installed"
+    raise InputError(None, f"unknown prior {text!r}: not a checkpoint directory and not a bundled prior (available: {names})")

@@ -1,0 +1,28 @@
+"""Classical reconstruction baselines, the bar every diffusion result is reported against.
+
+CT (:mod:`recon.classical.ct`): :func:`fbp`, :func:`sirt`, :func:`cgls`, :func:`tv_pdhg`.
+MRI (:mod:`recon.classical.mri`): :func:`zero_filled`, :func:`cg_sense`, :func:`cs_tv`.
+Shared TV machinery (finite differences, Chambolle-Pock loop): :mod:`recon.classical.tv`.
+"""
+
+from recon.classical.ct import cgls, default_tv_weight, fbp, sirt, transmission_weights, tv_pdhg
+from recon.classical.mri import cg_sense, cs_tv, zero_filled
+from recon.classical.tv import div2d, grad2d, operator_norm, pdhg_tv, tv_norm, tv_objective
+
+__all__ = [
+    "fbp",
+    "sirt",
+    "cgls",
+    "tv_pdhg",
+    "default_tv_weight",
+    "transmission_weights",
+    "zero_filled",
+    "cg_sense",
+    "cs_tv",
+    "grad2d",
+    "div2d",
+    "tv_norm",
+    "tv_objective",
+    "operator_norm",
+    "pdhg_tv",
+]

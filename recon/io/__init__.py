@@ -1,0 +1,1 @@
+"""File input and output: DICOM series, sinogram and k-space directories, atomic writes."""

@@ -1,0 +1,498 @@
+"""Parts shared by every posterior sampler.
+
+Conventions (all samplers):
+
+* The sampler state ``x`` lives in the operator's domain, ``[B, *op.domain_shape]``, in the prior's
+  *normalised* units. ``op`` and ``y`` handed to a sampler already map normalised images to
+  measurements (:func:`normalize_problem` builds them from physical data), so samplers contain no
+  unit conversions.
+* Complex images (MRI) are denoised by a real prior by treating the real and imaginary parts as two
+  separate items of the prior's batch (score-MRI, Chung & Ye, Med. Image Anal. 2022): a prior
+  trained on magnitude images is applied to the real part and to the imaginary part, and both are
+  noised with per-component standard deviation ``sigma``. This keeps the prior's noise model exact
+  (each part is ``part0 + sigma * n``) and needs no phase estimate; single- and multi-coil operators
+  both work because samplers only call ``op.forward`` / ``adjoint`` / ``normal`` / ``pinv``.
+* Measurement noise enters through :class:`DataTerm`: with a noise standard deviation (scalar or
+  per measurement, e.g. from a Poisson dose model) the operator and data are whitened, so every
+  least-squares step weights each measurement by its inverse variance and the data term is the
+  exact negative log-likelihood ``0.5 * ||(y - A x) / std||^2``.
+* Randomness only through the explicit ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from operators.base import LinearOperator
+from recon.linalg import batch_dot, batch_norm, conjugate_gradient
+
+__all__ = [
+    "Callback",
+    "DataTerm",
+    "DenoiserView",
+    "WhitenedOperator",
+    "ancestral_step",
+    "default_sigma_range",
+    "karras_sigmas",
+    "operator_norm",
+    "randn",
+    "relative_residual",
+    "sampling_sigmas",
+    "tweedie_variance",
+]
+
+#: ``callback(step, sigma, x, x0_hat)``: ``x`` is the state after the step, ``x0_hat`` the
+#: (data-consistent, where the sampler has one) denoised estimate of that step; both
+#: ``[B, *op.domain_shape]`` in normalised units.
+Callback = Callable[[int, float, torch.Tensor, torch.Tensor], None]
+
+#: Default diffusion range for inverse problems: the schedule that works with a CPU-trained CT prior
+#: at 50 NFE (Karras rho = 7, sigma 20 -> 0.005). sigma_max = 20 is far above the data scale
+#: (images in [0, 1]) so the start is indistinguishable from pure noise, without spending steps at
+#: sigma = 80 where nothing is learned.
+DEFAULT_SIGMA_MAX = 20.0
+DEFAULT_SIGMA_MIN = 0.005
+DEFAULT_RHO = 7.0
+
+
+# --- schedules -----------------------------------------------------------------------------------
+def _own_karras(n: int, sigma_min: float, sigma_max: float, rho: float) -> torch.Tensor:
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return (hi + ramp * (lo - hi)) ** rho
+
+
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = DEFAULT_RHO) -> torch.Tensor:
+    """``n`` decreasing noise levels from ``sigma_max`` to ``sigma_min`` (Karras et al. 2022, Eq. 5).
+
+    Uses ``priors.schedules.karras_sigmas`` when that module provides it (one definition of the
+    schedule for training and sampling); otherwise the same formula here. Returns float64 ``[n]``
+    without the trailing zero.
+    """
+    if n < 1:
+        raise ValueError(f"karras_sigmas: need n >= 1, got {n}")
+    if n == 1:
+        return torch.tensor([float(sigma_max)], dtype=torch.float64)
+    try:
+        from priors.schedules import karras_sigmas as _shared  # type: ignore[import-not-found]
+    except ImportError:
+        _shared = None
+    if _shared is not None:
+        try:
+            s = torch.as_tensor(_shared(n, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho), dtype=torch.float64)
+        except TypeError:
+            s = None
+        if s is not None:
+            s = s.reshape(-1)
+            if s.numel() == n + 1 and float(s[-1]) == 0.0:
+                s = s[:-1]
+            # Accept the shared schedule only if it is the one documented here.
+            if s.numel() == n and torch.allclose(s, _own_karras(n, sigma_min, sigma_max, rho), rtol=1e-5):
+                return s
+    return _own_karras(n, sigma_min, sigma_max, rho)
+
+
+def default_sigma_range(prior, sigma_min: float | None = None, sigma_max: float | None = None) -> tuple[float, float]:
+    """The sampling range: the defaults above clipped to the range the prior was trained on."""
+    lo = DEFAULT_SIGMA_MIN if sigma_min is None else float(sigma_min)
+    hi = DEFAULT_SIGMA_MAX if sigma_max is None else float(sigma_max)
+    lo = max(lo, float(getattr(prior, "sigma_min", lo)))
+    hi = min(hi, float(getattr(prior, "sigma_max", hi)))
+    if not hi > lo > 0:
+        raise ValueError(f"invalid sigma range [{lo}, {hi}]")
+    return lo, hi
+
+
+def sampling_sigmas(
+    prior, n_steps: int, *, sigma_min: float | None = None, sigma_max: float | None = None,
+    rho: float = DEFAULT_RHO, sigmas: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Decreasing sigmas ``[n_steps + 1]`` ending in 0 (the final step lands on the clean image).
+
+    ``sigmas`` (a user schedule, with or without the trailing 0) overrides the Karras schedule:
+    schedules are data, not code paths.
+    """
+    if sigmas is not None:
+        s = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)
+        if float(s[-1]) != 0.0:
+            s = torch.cat([s, s.new_zeros(1)])
+        if not bool((s[:-1] > 0).all()) or not bool((s[1:] <= s[:-1]).all()):
+            raise ValueError("sigmas must be positive and non-increasing (with a final 0)")
+        return s
+    lo, hi = default_sigma_range(prior, sigma_min, sigma_max)
+    s = karras_sigmas(n_steps, lo, hi, rho)
+    return torch.cat([s, s.new_zeros(1)])
+
+
+def ancestral_step(sigma: float, sigma_next: float, eta: float) -> tuple[float, float]:
+    """DDIM-eta step sizes in the variance-exploding parametrisation.
+
+    Returns ``(sigma_down, sigma_up)`` with ``sigma_down^2 + sigma_up^2 = sigma_next^2`` and
+    ``sigma_up = eta * sigma_next * sqrt(1 - sigma_next^2 / sigma^2)`` (DDIM's ``sigma_t(eta)``,
+    Song, Meng, Ermon 2021, Eq. 16, rewritten for ``x = x0 + sigma * eps``): ``eta = 0`` is the
+    deterministic DDIM / probability-flow step, ``eta = 1`` the ancestral (DDPM) step.
+    """
+    if sigma_next <= 0:
+        return 0.0, 0.0
+    up = eta * sigma_next * math.sqrt(max(0.0, 1.0 - (sigma_next / sigma) ** 2))
+    up = min(up, sigma_next)
+    down = math.sqrt(max(0.0, sigma_next**2 - up**2))
+    return down, up
+
+
+def tweedie_variance(sigma: float, sigma_data: float) -> float:
+    """``r^2 = sigma^2 sigma_data^2 / (sigma^2 + sigma_data^2)``: the variance of ``x0 | x_sigma``
+    for an isotropic Gaussian prior of variance ``sigma_data^2`` (Pseudoinverse-guided diffusion,
+    Song, Vahdat, Mardani, Kautz, ICLR 2023, Sec. 3.2). Used as the width of the denoiser's error
+    when combining the denoised estimate with the data."""
+    return sigma**2 * sigma_data**2 / (sigma**2 + sigma_data**2)
+
+
+# --- random numbers ---------------------------------------------------------------------------------
+def randn(shape: tuple[int, ...], *, complex_: bool, dtype: torch.dtype, device: torch.device,
+          generator: torch.Generator) -> torch.Tensor:
+    """Standard normal noise from ``generator`` only.
+
+    Complex noise has independent ``N(0, 1)`` real and imaginary parts (per-component unit variance,
+    matching the real/imaginary split of the prior). Drawn on the generator's device and moved, so a
+    CPU generator works with tensors on any device (and the stream does not depend on the device).
+    """
+    gdev = generator.device
+    if complex_:
+        re = torch.randn(shape, generator=generator, dtype=dtype, device=gdev)
+        im = torch.randn(shape, generator=generator, dtype=dtype, device=gdev)
+        z = torch.complex(re, im)
+    else:
+        z = torch.randn(shape, generator=generator, dtype=dtype, device=gdev)
+    return z.to(device)
+
+
+# --- the prior seen from the operator's domain ---------------------------------------------------------
+class DenoiserView:
+    """Applies a real prior's denoiser to images in the operator's (possibly complex) domain.
+
+    Complex ``[B, C, H, W]`` images are split into ``[2B, C, H, W]`` real images (all real parts,
+    then all imaginary parts) and recombined. Counts network evaluations (one per call, whatever the
+    batch) in ``nfe``.
+    """
+
+    def __init__(self, prior, complex_: bool):
+        self.prior = prior
+        self.complex = complex_
+        self.nfe = 0
+        params = list(prior.parameters()) if hasattr(prior, "parameters") else []
+        # Networks run in their own dtype (float32); analytic priors take the state's dtype.
+        self.dtype: Optional[torch.dtype] = params[0].dtype if params else None
+
+    def to_real(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.real, x.imag], dim=0) if self.complex else x
+
+    def from_real(self, xr: torch.Tensor) -> torch.Tensor:
+        if not self.complex:
+            return xr
+        b = xr.shape[0] // 2
+        return torch.complex(xr[:b], xr[b:])
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        self.nfe += 1
+        xr = self.to_real(x)
+        out_dtype = xr.dtype
+        if self.dtype is not None and xr.dtype != self.dtype:
+            xr = xr.to(self.dtype)
+        d = self.prior.denoise(xr, float(sigma))
+        return self.from_real(d.to(out_dtype))
+
+
+# --- data term -----------------------------------------------------------------------------------------
+class WhitenedOperator(LinearOperator):
+    """``W^{1/2} A`` with ``W = diag(1 / std^2)``: unit-variance noise in its range.
+
+    ``inv_std`` broadcasts against ``[B, *range_shape]``.
+    """
+
+    def __init__(self, op: LinearOperator, inv_std: torch.Tensor):
+        super().__init__()
+        self.op = op
+        self.inv_std = inv_std
+        self.domain_shape = op.domain_shape
+        self.range_shape = op.range_shape
+        self.domain_complex = op.domain_complex
+        self.range_complex = op.range_complex
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x) * self.inv_std
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return self.op.adjoint(y * self.inv_std)
+
+    def normal(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op.adjoint(self.op(x) * self.inv_std**2)
+
+    def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        return self.op.pinv(y / self.inv_std)
+
+
+@dataclass
+class DataTerm:
+    """The data-fidelity term ``0.5 * ||W^{1/2} (y - A x)||^2`` of one batch of problems.
+
+    Attributes:
+        op: the (normalised) forward operator ``A``.
+        y: measurements ``[B, *op.range_shape]`` (normalised).
+        inv_std: ``None`` for noise-free data (unweighted least squares), else ``1 / std`` broadcast
+            against ``y``.
+    """
+
+    op: LinearOperator
+    y: torch.Tensor
+    inv_std: Optional[torch.Tensor] = None
+
+    @classmethod
+    def build(cls, op: LinearOperator, y: torch.Tensor, noise_std: float | torch.Tensor | None) -> "DataTerm":
+        """``noise_std``: ``None`` / 0 (noise-free), a scalar, or a tensor broadcastable to ``y``
+        (per-measurement standard deviation, e.g. ``sqrt(exp(p) / I0)`` for CT line integrals
+        ``p`` at ``I0`` photons). Same units as ``y``."""
+        if noise_std is None:
+            return cls(op, y, None)
+        std = torch.as_tensor(noise_std, device=y.device)
+        std = std.to(y.real.dtype if y.is_complex() else y.dtype)
+        if std.numel() == 1 and float(std) == 0.0:
+            return cls(op, y, None)
+        if not bool((std > 0).all()) or not bool(torch.isfinite(std).all()):
+            raise ValueError("noise_std must be positive and finite (or None for noise-free data)")
+        try:
+            torch.broadcast_shapes(std.shape, y.shape)
+        except RuntimeError as e:
+            raise ValueError(f"noise_std of shape {tuple(std.shape)} does not broadcast to y {tuple(y.shape)}") from e
+        return cls(op, y, 1.0 / std)
+
+    @property
+    def noisy(self) -> bool:
+        return self.inv_std is not None
+
+    @property
+    def weighted_op(self) -> LinearOperator:
+        """``W^{1/2} A`` (``A`` itself for noise-free data)."""
+        return self.op if self.inv_std is None else WhitenedOperator(self.op, self.inv_std)
+
+    @property
+    def weighted_y(self) -> torch.Tensor:
+        return self.y if self.inv_std is None else self.y * self.inv_std
+
+    def residual(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """``y - A x`` (unweighted)."""
+        return (self.y if y is None else y) - self.op(x)
+
+    def solve(
+        self,
+        x0: torch.Tensor,
+        *,
+        gamma: float | torch.Tensor = 0.0,
+        n_iter: int = 5,
+        y: torch.Tensor | None = None,
+        tol: float | None = None,
+    ) -> torch.Tensor:
+        """A few CG iterations on ``(A^H W A + gamma I) x = A^H W y + gamma x0``, started at ``x0``.
+
+        This minimises ``0.5 ||W^{1/2}(y - A x)||^2 + 0.5 gamma ||x - x0||^2``. With ``gamma = 0``
+        it is CG on the normal equations from ``x0``: each iteration adds one Krylov direction of
+        the data misfit to ``x0`` and, run to convergence, returns the data-consistent image
+        closest to ``x0``. ``y`` replaces the stored data (e.g. a noised copy), in the same units.
+        """
+        A = self.weighted_op
+        yy = self.y if y is None else y
+        yw = yy if self.inv_std is None else yy * self.inv_std
+        rhs = A.adjoint(yw)
+        g = gamma if isinstance(gamma, torch.Tensor) else float(gamma)
+        if isinstance(g, float) and g == 0.0:
+            return conjugate_gradient(A.normal, rhs, x0, n_iter, tol)
+        rhs = rhs + g * x0
+        return conjugate_gradient(lambda v: A.normal(v) + g * v, rhs, x0, n_iter, tol)
+
+
+def relative_residual(op: LinearOperator, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``||A x - y|| / ||y||`` per item, ``[B]``."""
+    return batch_norm(op(x) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
+
+
+def operator_norm(op: LinearOperator, like: torch.Tensor, n_iter: int = 10) -> float:
+    """Largest singular value of ``op`` by power iteration on ``op.normal``.
+
+    Deterministic (no random start): starts from a constant image plus a fixed ramp, which is not
+    orthogonal to the leading singular vector of any imaging operator seen in practice.
+    """
+    v = torch.ones_like(like[:1])
+    ramp = torch.linspace(0.5, 1.5, v.numel(), dtype=v.real.dtype, device=v.device).reshape(v.shape)
+    v = v * ramp
+    lam = 0.0
+    for _ in range(n_iter):
+        v = v / batch_norm(v).clamp_min(1e-30).reshape(-1, *([1] * (v.ndim - 1)))
+        w = op.normal(v)
+        lam = float(batch_dot(v, w)[0])
+        v = w
+    return math.sqrt(max(lam, 0.0))
+
+
+# --- physical <-> normalised composition -------------------------------------------------------------
+#: Linear attenuation coefficient of water used for HU <-> mu when ``operators.noise`` does not
+#: provide one: 0.0192 / mm (about 70 keV, the effective energy of a 120 kVp beam).
+MU_WATER_PER_MM_FALLBACK = 0.0192
+
+
+def water_attenuation() -> float:
+    """mu_water in 1/mm: the dose model's constant (``operators.noise``) when it exists, so HU is
+    converted the same way everywhere; otherwise :data:`MU_WATER_PER_MM_FALLBACK`."""
+    try:
+        import operators.noise as noise  # type: ignore[import-not-found]
+    except ImportError:
+        return MU_WATER_PER_MM_FALLBACK
+    for name in ("MU_WATER", "MU_WATER_PER_MM", "WATER_MU", "mu_water"):
+        v = getattr(noise, name, None)
+        if isinstance(v, (int, float)) and v > 0:
+            return float(v)
+    hu_to_mu = getattr(noise, "hu_to_mu", None)
+    if callable(hu_to_mu):
+        try:
+            return float(hu_to_mu(0.0))
+        except Exception:  # a different signature: fall back to the documented constant
+            pass
+    return MU_WATER_PER_MM_FALLBACK
+
+
+def operator_modality(op: LinearOperator) -> Optional[str]:
+    """``"ct"`` for Radon operators, ``"mr"`` for Fourier operators, ``None`` when unknown.
+
+    An explicit ``modality`` attribute wins; wrappers (``ScaledOperator``, :class:`WhitenedOperator`)
+    are looked through; otherwise the defining module decides (``operators.radon`` /
+    ``operators.fourier``).
+    """
+    m = getattr(op, "modality", None)
+    if isinstance(m, str) and m in ("ct", "mr"):
+        return m
+    inner = getattr(op, "op", None)
+    if isinstance(inner, LinearOperator):
+        return operator_modality(inner)
+    module = type(op).__module__
+    if module.startswith("operators.radon"):
+        return "ct"
+    if module.startswith("operators.fourier"):
+        return "mr"
+    return None
+
+
+@dataclass
+class NormalizedProblem:
+    """A measurement expressed for a sampler working in the prior's normalised domain.
+
+    For an operator image ``u`` (operator units: attenuation in 1/mm for CT, complex image for MR,
+    the prior's physical unit otherwise) and a normalised image ``x``:
+    ``u = offset + scale_b * x``. Then ``A u = y`` iff ``A x = (y - A(offset * 1)) / scale_b =: y_norm``,
+    so the sampler uses the operator unchanged and the normalised data ``y``; the noise standard
+    deviation is divided by ``scale_b`` too. Dividing the data instead of scaling the operator allows
+    a different scale per slice (percentile-normalised MR) with one operator.
+
+    Attributes:
+        op: the operator (unchanged).
+        y: ``[B, *range]`` normalised measurements.
+        noise_std: noise std in normalised measurement units (``None``: noise-free).
+        scale: ``[B]`` per-item scale (operator units per normalised unit).
+        offset: operator-domain offset (float).
+        phys_scale, phys_offset: prior physical unit from the normalised image:
+            ``physical = phys_offset + phys_scale_b * x`` (HU for CT, magnitude units for MR).
+        unit: the physical unit's name.
+    """
+
+    op: LinearOperator
+    y: torch.Tensor
+    noise_std: Optional[torch.Tensor | float]
+    scale: torch.Tensor
+    offset: float
+    phys_scale: torch.Tensor
+    phys_offset: float
+    unit: str
+
+    def _b(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return v.to(device=like.device, dtype=like.real.dtype if like.is_complex() else like.dtype).view(
+            -1, *([1] * (like.ndim - 1)))
+
+    def to_operator_units(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised image ``[B, ...]`` -> operator units (``mu`` in 1/mm for CT)."""
+        return self.offset + self._b(self.scale, x) * x
+
+    def to_physical(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised image ``[B, ...]`` -> the prior's physical unit; complex images -> magnitude."""
+        if x.is_complex():
+            x = x.abs()
+        return self.phys_offset + self._b(self.phys_scale, x) * x
+
+
+def normalize_problem(
+    prior,
+    op: LinearOperator,
+    y: torch.Tensor,
+    noise_std: float | torch.Tensor | None = None,
+    *,
+    modality: Optional[str] = None,
+    scale: float | torch.Tensor | None = None,
+) -> NormalizedProblem:
+    """Compose the prior's intensity normalisation with the operator (DESIGN: physical = offset +
+    scale * normalised).
+
+    * CT (``modality == "ct"``, window normalisation in HU): the operator acts on attenuation
+      ``mu = mu_w (1 + HU / 1000)`` in 1/mm, HU = ``low + (high - low) x``, so
+      ``mu = mu_w (1 + low/1000) + mu_w (high - low) / 1000 * x``.
+    * Window normalisation otherwise: the operator acts on the prior's physical unit directly.
+    * Percentile normalisation (MR): the scale of each slice is the prior's percentile of
+      ``|op.pinv(y)|`` (the zero-filled, coil-combined image), or ``scale`` when given; offset 0.
+
+    Args:
+        y: ``[B, *op.range_shape]`` physical measurements.
+        noise_std: scalar or tensor broadcastable to ``y`` (physical measurement units).
+    """
+    norm = prior.normalization
+    b = y.shape[0]
+    real_dtype = y.real.dtype if y.is_complex() else y.dtype
+    if norm.kind == "window":
+        p_scale, p_offset = norm.affine()
+        if modality == "ct":
+            mu_w = water_attenuation()
+            s = mu_w * p_scale / 1000.0
+            off = mu_w * (1.0 + p_offset / 1000.0)
+        else:
+            s, off = p_scale, p_offset
+        scale_b = torch.full((b,), float(s), dtype=torch.float64)
+        phys_b = torch.full((b,), float(p_scale), dtype=torch.float64)
+        phys_off = float(p_offset)
+        offset = float(off)
+    else:
+        if scale is not None:
+            scale_b = torch.as_tensor(scale, dtype=torch.float64).reshape(-1).expand(b).clone()
+        else:
+            with torch.no_grad():
+                ref = op.pinv(y)
+            scale_b = torch.tensor([norm.affine(ref[i])[0] for i in range(b)], dtype=torch.float64)
+        phys_b = scale_b.clone()
+        phys_off = 0.0
+        offset = 0.0
+    y_n = y
+    if offset != 0.0:
+        shape = (1, *op.domain_shape)
+        const = torch.full(shape, offset, dtype=real_dtype, device=y.device)
+        if op.domain_complex:
+            const = const.to(torch.complex64 if real_dtype == torch.float32 else torch.complex128)
+        with torch.no_grad():
+            y_n = y_n - op(const)
+    sb = scale_b.to(device=y.device, dtype=real_dtype).view(-1, *([1] * (y.ndim - 1)))
+    y_n = y_n / sb
+    ns = None
+    if noise_std is not None:
+        ns_t = torch.as_tensor(noise_std, device=y.device).to(real_dtype)
+        if ns_t.numel() == 1 and float(ns_t) == 0.0:
+            ns = None
+        else:
+            ns = ns_t / sb
+    return NormalizedProblem(op, y_n, ns, scale_b, offset, phys_b, phys_off, norm.unit)
