@@ -324,7 +324,9 @@ def poisson_disc_mask(
     ``rho = sqrt(((ky / (H/2))^2 + (kx / (W/2))^2) / 2)`` is 0 at the centre and 1 at the corners, so
     the sampling density falls by ``(1 + variable_density)^2`` from centre to corner. The scale
     ``s`` (pixels) is found by bisection so that, with the ``calib`` box added, the achieved
-    acceleration is within ``tol`` (relative) of ``acceleration`` where the grid allows it.
+    acceleration is within ``tol`` (relative) of ``acceleration``. Where the grid cannot reach the
+    budget with any radius (the sample count jumps between radii, mostly for weak or no density
+    variation), randomly chosen cells outside the calibration box are added or dropped to meet it.
 
     Args:
         shape: ``(H, W)``.
@@ -385,6 +387,15 @@ def poisson_disc_mask(
             lo = mid
         else:
             hi = mid
+    n = int(best.sum())
+    if abs(n - target) / target > tol:
+        # On a grid the count jumps between radii (e.g. uniform density cannot give 3x: r <= 1
+        # samples everything, r just above 1 about every other cell), so the bisection can stall;
+        # then random cells outside the calibration box are added or dropped to meet the budget.
+        free = np.flatnonzero(~best & ~calib_mask) if n < target else np.flatnonzero(best & ~calib_mask)
+        flip = rng.choice(free, size=min(abs(n - target), free.size), replace=False)
+        best = best.copy()
+        best.reshape(-1)[flip] = n < target
     return torch.from_numpy(best)
 
 

@@ -639,27 +639,21 @@ class ParallelBeam(RadonTransform):
         irregular angle sets are weighted by the arc each angle represents.
         """
         g = self.geometry
-        dt = y.dtype
-        key = ("par", dt, str(y.device))
-        cache = self._fbp_cache.get(key)
-        if cache is None:
-            ang = g.angles_array
-            wts = torch.from_numpy(_angle_weights(ang, math.pi)).to(y.device, dt)
-            cos = torch.from_numpy(np.cos(ang)).to(y.device, dt)
-            sin = torch.from_numpy(np.sin(ang)).to(y.device, dt)
-            xx, yy = self._pixel_coords(dt, y.device)
-            cache = (wts, cos, sin, xx, yy)
-            self._fbp_cache[key] = cache
-        wts, cos, sin, xx, yy = cache
-        d = int(g.n_detectors)
+        key = ("par", y.dtype, str(y.device))
+        wts = self._fbp_cache.get(key)
+        if wts is None:
+            wts = torch.from_numpy(_angle_weights(g.angles_array, math.pi)).to(y.device, y.dtype)
+            self._fbp_cache[key] = wts
         ds = g.detector_spacing_mm
         q = self._filter_rows(y[:, 0], ds, filt) * wts[None, :, None]
-
-        def index_fn(ids: torch.Tensor) -> tuple[torch.Tensor, None]:
-            s = cos[ids, None] * xx[None] + sin[ids, None] * yy[None]  # detector coordinate, mm
-            return s / ds + 0.5 * (d - 1), None
-
-        return self._backproject_interp(q, index_fn)
+        # A^T spreads each detector value over the pixels its ray crosses with weights summing to
+        # pixel_area / detector_spacing per pixel and angle, so d / ps^2 * A^T q is the sampled
+        # backprojection integral. A one-off FBP does not justify building the sparse matrix.
+        backend = self.resolve_backend(y.device)
+        if backend == "matrix" and y.device.type == "cpu" and "matrix" not in self._backends:
+            backend = "cpu"
+        bp = self._apply(q.unsqueeze(1).contiguous(), "adjoint", backend)
+        return bp * (ds / g.pixel_size_mm**2)
 
 
 class FanBeam(RadonTransform):

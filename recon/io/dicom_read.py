@@ -450,9 +450,14 @@ def read_series(path: str | Path | Sequence[str | Path], series_uid: str | None 
     headers: list[tuple[Path, Dataset]] = []
     for f in files:
         ds = _read_header(f)
-        if "Rows" not in ds and not explicit:
-            log.debug("skipping non-image DICOM object %s", f.name)
-            continue
+        if "Rows" not in ds:
+            sop = str(ds.get("SOPClassUID", "") or "")
+            if not sop or "Image Storage" in UID(sop).name:
+                # An image object without image attributes was cut short, not a report to skip.
+                raise InputError(f, "truncated or damaged DICOM file (no image attributes)")
+            if not explicit:
+                log.debug("skipping non-image DICOM object %s", f.name)
+                continue
         headers.append((f, ds))
     if not headers:
         raise InputError(where, "no DICOM images found (only non-image objects)")
