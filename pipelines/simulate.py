@@ -240,41 +240,62 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def write_ct_study(series: Series, sim: CTSimulation, out: Path, source: Path) -> Path:
+    """Simulate ``series`` and write the sinogram directory ``out`` (atomically, as a whole)."""
+    work = _work_dir(out)
+    sinos, geometry, truth = simulate_ct(series, sim, source)
+    atomic_save_npy(work / GROUND_TRUTH_FILE, truth)
+    noise = None
+    if sim.noise:
+        noise = {"model": "poisson_transmission", "i0": sim.i0, "electronic_noise_std": sim.electronic_noise}
+    write_sinogram_dir(
+        work, sinos, geometry, values="line_integrals", noise=noise, identity=series.identity,
+        reference=source.resolve(), overwrite=True,
+        extra={
+            "ground_truth": GROUND_TRUTH_FILE,
+            "simulation": {
+                "views": sim.views, "dose": sim.dose, "i0_full": sim.i0_full, "seed": sim.seed,
+                "relative_dose": sim.relative_dose, "full_views": FULL_VIEWS[sim.geometry],
+                "noise_free": not sim.noise, "projector": "strip", "native_pixel_mm": series.pixel_spacing_mm[1],
+            },
+        },
+    )
+    return _publish(work, out)
+
+
+def write_mr_study(series: Series, sim: MRSimulation, out: Path, source: Path) -> Path:
+    """Simulate ``series`` and write the k-space directory ``out`` (atomically, as a whole)."""
+    work = _work_dir(out)
+    kspace, mask, _maps, truth = simulate_mr(series, sim)
+    atomic_save_npy(work / GROUND_TRUTH_FILE, truth)
+    fov = np.asarray(series.pixel_spacing_mm) * np.asarray(series.pixels.shape[1:])
+    write_kspace_dir(
+        work, kspace, mask=mask, identity=series.identity, reference=source.resolve(), overwrite=True,
+        meta={
+            "acceleration": sim.acceleration, "mask_kind": sim.mask, "center_fraction": sim.center_fraction,
+            "seed": sim.seed, "coils": sim.coils, "noise_std": sim.noise_std,
+            "pixel_spacing_mm": (fov / sim.size).tolist(), "ground_truth": GROUND_TRUTH_FILE,
+        },
+    )
+    return _publish(work, out)
+
+
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    series = read_series(args.dicom_dir, series_uid=args.series_uid)
-    modality = args.modality.upper()
-    if series.modality != modality:
-        raise InputError(args.dicom_dir, f"series modality is {series.modality}, but --modality {args.modality} was given")
-    # check the output before any work so that a bad path costs nothing; write everything into a
-    # sibling work directory and rename it when complete, so an interrupted run leaves no study
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
+    out, source = Path(args.out), Path(args.dicom_dir)
+    # check the output before any work, so that a bad path costs nothing
+    if out.exists() and not out.is_dir():
+        raise InputError(out, "output path exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise InputError(out, "output directory is not empty; pass --overwrite to replace it")
-    work = ensure_output_dir(out.with_name(out.name + ".partial"), overwrite=True)
-    reference = Path(args.dicom_dir).resolve()
-    if modality == "CT":
+    series = read_series(source, series_uid=args.series_uid)
+    if series.modality != args.modality.upper():
+        raise InputError(source, f"series modality is {series.modality}, but --modality {args.modality} was given")
+    if args.modality == "ct":
         sim = CTSimulation(
             views=args.views, dose=args.dose, geometry=args.geometry, size=args.size, i0_full=args.i0,
             electronic_noise=args.electronic_noise, noise=not args.noise_free, seed=args.seed,
         )
-        sinos, geometry, truth = simulate_ct(series, sim, Path(args.dicom_dir))
-        atomic_save_npy(work / GROUND_TRUTH_FILE, truth)
-        noise = None
-        if sim.noise:
-            noise = {"model": "poisson_transmission", "i0": sim.i0, "electronic_noise_std": sim.electronic_noise}
-        write_sinogram_dir(
-            work, sinos, geometry, values="line_integrals", noise=noise, identity=series.identity,
-            reference=reference, overwrite=True,
-            extra={
-                "ground_truth": GROUND_TRUTH_FILE,
-                "simulation": {
-                    "views": sim.views, "dose": sim.dose, "i0_full": sim.i0_full, "seed": sim.seed,
-                    "relative_dose": sim.relative_dose, "full_views": FULL_VIEWS[sim.geometry],
-                    "noise_free": not sim.noise, "projector": "strip", "native_pixel_mm": series.pixel_spacing_mm[1],
-                },
-            },
-        )
-        _publish(work, out)
+        write_ct_study(series, sim, out, source)
         print(f"wrote {series.n_slices} sinograms ({sim.views} views, dose {sim.dose:g} x I0 {sim.i0_full:g}, "
               f"relative dose {sim.relative_dose:.3g}) to {out}")
     else:
@@ -282,26 +303,21 @@ def run(args: argparse.Namespace) -> int:
             acceleration=args.accel, mask=args.mask, center_fraction=args.center_fraction, coils=args.coils,
             size=args.size, noise_std=args.noise_std, seed=args.seed,
         )
-        kspace, mask, _maps, truth = simulate_mr(series, sim)
-        atomic_save_npy(work / GROUND_TRUTH_FILE, truth)
-        fov = np.asarray(series.pixel_spacing_mm) * np.asarray(series.pixels.shape[1:])
-        write_kspace_dir(
-            work, kspace, mask=mask, identity=series.identity, reference=reference, overwrite=True,
-            meta={
-                "acceleration": sim.acceleration, "mask_kind": sim.mask, "center_fraction": sim.center_fraction,
-                "seed": sim.seed, "coils": sim.coils, "noise_std": sim.noise_std,
-                "pixel_spacing_mm": (fov / sim.size).tolist(), "ground_truth": GROUND_TRUTH_FILE,
-            },
-        )
-        _publish(work, out)
+        write_mr_study(series, sim, out, source)
         print(f"wrote {series.n_slices} k-space slices ({sim.coils} coil(s), {sim.mask} x{sim.acceleration:g}) to {out}")
     return 0
 
 
-def _publish(work: Path, out: Path) -> None:
+def _work_dir(out: Path) -> Path:
+    """A sibling directory the study is assembled in; renamed to ``out`` when complete."""
+    return ensure_output_dir(out.with_name(out.name + ".partial"), overwrite=True)
+
+
+def _publish(work: Path, out: Path) -> Path:
     """Replace ``out`` by the completed ``work`` directory."""
     import shutil
 
     if out.exists():
         shutil.rmtree(out)
     work.rename(out)
+    return out

@@ -23,8 +23,11 @@ Layout::
       "source_origin_mm": 595.0,           # fan only
       "origin_detector_mm": 490.6,         # fan only
       "values": "line_integrals",          # or "counts"
-      "i0": 10000.0,                       # counts: unattenuated photons per detector (flat field)
-      "dark": 0.0, "flat": null,           # counts: dark offset; flat field (default i0)
+      "i0": 10000.0,                       # unattenuated photons per detector reading
+      "dark": 0.0,                         # counts: dark-current offset (default 0)
+      "flat": null,                        # counts: flat-field reading, a number or a .npy file
+                                           #   of [n_detectors] or [n_angles, n_detectors];
+                                           #   default i0 + dark
       "noise": {...},                      # optional free-form record of simulated noise
       "data": "sinogram.npy",              # optional: data file name (default: found by name)
       "slices": ["slice_0000.npy", ...],   # optional: per-slice file order, or stacked labels
@@ -396,13 +399,14 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
 
     # ---- counts -> line integrals
     if acq["values"] == "counts":
-        flat: Any = acq.get("flat", acq.get("i0"))
+        dark = acq.get("dark", 0.0)
+        # i0 counts photons above the dark level, so the unattenuated reading is i0 + dark.
+        flat: Any = acq["flat"] if "flat" in acq else acq["i0"] + dark
         if isinstance(flat, str):
             fpath = root / flat
             flat = _check_real_finite(fpath, _load_array(fpath, key="flat"))
             if flat.shape not in ((n_det,), (n_angles, n_det)):
                 raise InputError(fpath, f"flat field has shape {flat.shape}, expected [{n_det}] or [{n_angles}, {n_det}]")
-        dark = acq.get("dark", 0.0)
         if np.any(np.asarray(flat) - dark <= 0):
             raise InputError(gpath, "flat (or i0) must exceed dark")
         data = counts_to_line_integrals(data, flat=flat, dark=dark, min_counts=acq.get("min_counts"))
