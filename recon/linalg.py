@@ -63,7 +63,8 @@ def conjugate_gradient(
         n_iter: maximum number of iterations (each costs one ``apply_A``). ``0`` returns ``x0``.
         tol: optional relative residual tolerance ``||b - A x_k|| <= tol * ||b||``, per item.
             Converged items are frozen (their step size is set to zero) and the loop ends early once
-            every item has converged. ``None`` runs exactly ``n_iter`` iterations.
+            every item has converged. ``None`` runs ``n_iter`` iterations unless an item reaches the
+            round-off floor (residual below ``100 eps`` relative to its start or to ``||b||``).
 
     Returns:
         ``x`` of the same shape and dtype as ``b``.
@@ -83,14 +84,14 @@ def conjugate_gradient(
     rr = batch_dot(r, r)
     real_dtype = rr.dtype
     tiny = torch.finfo(real_dtype).tiny
-    if tol is not None:
-        b_norm2 = batch_dot(b, b)
-        thresh = (tol**2) * b_norm2
-        active = rr > thresh
-    else:
-        active = torch.ones_like(rr, dtype=torch.bool)
+    # Round-off floor: once the residual has fallen by ~1/(100 eps) of its start (or of ||b||), further
+    # steps divide round-off by round-off; on singular systems (normal equations of an
+    # under-determined A) that would blow the iterate up, so such items stop.
+    floor = (100 * torch.finfo(real_dtype).eps) ** 2 * torch.maximum(rr, batch_dot(b, b))
+    thresh = floor if tol is None else torch.maximum(floor, (tol**2) * batch_dot(b, b))
+    active = rr > thresh
     for _ in range(n_iter):
-        if tol is not None and not bool(active.any()):
+        if not bool(active.any()):
             break
         Ap = apply_A(p)
         pAp = batch_dot(p, Ap)
@@ -104,8 +105,5 @@ def conjugate_gradient(
         p = r + _bcast(beta, p) * p
         # Items that took no step keep their residual; only stepped items update it.
         rr = torch.where(ok, rr_new, rr)
-        if tol is not None:
-            active = ok & (rr > thresh)
-        else:
-            active = ok
+        active = ok & (rr > thresh)
     return x

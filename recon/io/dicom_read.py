@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pydicom
@@ -444,8 +445,9 @@ def read_series(path: str | Path | Sequence[str | Path], series_uid: str | None 
         InputError: one line naming the offending file (or directory) and the problem.
     """
     explicit = not (isinstance(path, (str, Path)) and Path(path).is_dir())
-    where = Path(path) if isinstance(path, (str, Path)) else None
     files = _list_files(path)
+    # Errors about the whole set name the directory (for a list: the files' common folder).
+    where = Path(path) if isinstance(path, (str, Path)) else Path(os.path.commonpath([str(f.parent) for f in files]))
 
     headers: list[tuple[Path, Dataset]] = []
     for f in files:

@@ -44,6 +44,7 @@ starvation gives a large finite value instead of inf.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -56,13 +57,16 @@ import numpy as np
 from recon.errors import InputError
 from recon.io.atomic import atomic_path, atomic_save_npy, atomic_save_npz, atomic_write_json, is_partial
 
+log = logging.getLogger(__name__)
+
 GEOMETRY_FILE = "geometry.json"
 STACKED_NAMES = ("sinogram.npy", "sinogram.npz")
 SLICE_SUFFIXES = (".npy", ".npz", ".tif", ".tiff")
 _GEOMETRY_KEYS = ("type", "image_size", "pixel_size_mm", "angles", "n_detectors", "detector_spacing_mm",
                   "source_origin_mm", "origin_detector_mm")
 _ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts")
-_OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "units", "source")
+_OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "units", "source",
+               "angles_rad", "image")
 
 
 @dataclass
@@ -326,6 +330,10 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
         raise InputError(gpath, f"expected a JSON object, got {type(sidecar).__name__}")
     geometry = validate_geometry(sidecar, gpath)
     acq = _acquisition(gpath, sidecar)
+    unknown = sorted(set(sidecar) - set(_GEOMETRY_KEYS) - set(_ACQ_KEYS) - set(_OTHER_KEYS))
+    if unknown:
+        # Kept (they may be provenance), but a misspelt optional key would otherwise go unnoticed.
+        log.warning("%s: fields not used by the reader: %s", gpath, ", ".join(unknown))
     n_angles, n_det = len(geometry["angles"]), int(geometry["n_detectors"])
 
     # ---- find the data
@@ -455,7 +463,7 @@ def write_sinogram_dir(
     values: str = "line_integrals",
     i0: float | None = None,
     dark: float | None = None,
-    flat: float | None = None,
+    flat: float | str | None = None,
     noise: Mapping[str, Any] | None = None,
     slice_names: Sequence[str] | None = None,
     identity: Mapping[str, str] | None = None,
@@ -475,7 +483,8 @@ def write_sinogram_dir(
             an :mod:`operators.geometry` object's ``to_dict()`` fits as is.
         layout: ``"stacked"`` (one array) or ``"per_slice"`` (one file per slice).
         fmt: ``"npy"``, ``"npz"``, or ``"tif"`` (per-slice only; float32 TIFF).
-        values, i0, dark, flat, noise: acquisition description (see module docstring).
+        values, i0, dark, flat, noise: acquisition description (see module docstring); ``flat``
+            may name a ``.npy`` file the caller has placed in the directory.
         slice_names: per-slice names; per-slice files are ``{name}.{fmt}`` and must start with
             ``slice_`` (default ``slice_0000`` ...).
         identity: patient/study identity to carry to the output DICOM.

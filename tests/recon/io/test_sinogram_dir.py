@@ -71,6 +71,17 @@ def test_counts_converted_safely(tmp_path):
     assert s.acquisition["values"] == "counts"
 
 
+def test_counts_with_flat_field_file(tmp_path):
+    flat = np.linspace(900.0, 1100.0, 48)
+    counts = flat[None, None] * np.exp(-0.25) * np.ones((1, 12, 48))
+    write_sinogram_dir(tmp_path / "s", counts, PARALLEL, values="counts", flat="flat.npy")
+    np.save(tmp_path / "s" / "flat.npy", flat)
+    np.testing.assert_allclose(read_sinogram_dir(tmp_path / "s").data, 0.25, rtol=1e-5)
+    np.save(tmp_path / "s" / "flat.npy", flat[:40])
+    with pytest.raises(InputError, match="flat.npy"):
+        read_sinogram_dir(tmp_path / "s")
+
+
 def test_counts_to_line_integrals_per_detector_flat():
     flat = np.linspace(900, 1100, 5)
     out = counts_to_line_integrals(flat[None] * math.exp(-0.7), flat=flat)
