@@ -6,7 +6,8 @@ backend (ASTRA algorithms behind the torch wrapper, single thread and default th
 ``matrix`` backend, against the fastest plain use of ASTRA on the same geometry: projector, data and
 algorithm objects created once, then ``data2d.store`` / ``algorithm.run`` / ``data2d.get`` per slice.
 ``ratio`` = operator time / direct ASTRA time (<= 1.2 is the goal; < 1 is faster than ASTRA).
-Times are medians over ``--repeats`` runs after one warm-up.
+Times are the best of ``--repeats`` runs after one warm-up (the least disturbed by other load on a
+shared machine).
 
 Then prints ``|<Ax,y> - <x,A^T y>| / (|Ax| |y|)`` per operator x projector x backend x dtype.
 
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -43,7 +43,7 @@ def timeit(fn: Callable[[], object], repeats: int) -> float:
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return min(times)
 
 
 class DirectAstra:

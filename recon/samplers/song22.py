@@ -110,14 +110,20 @@ def sample(
     def noise() -> torch.Tensor:
         return randn(shape, complex_=op.domain_complex, dtype=real_dtype, device=y.device, generator=generator)
 
+    import os
+    MATHERON = os.environ.get("MATH") == "1"
+    def noise_y():
+        return randn(tuple(y.shape), complex_=y.is_complex(), dtype=real_dtype, device=y.device, generator=generator)
+
     def consistency(x: torch.Tensor, sigma: float) -> torch.Tensor:
         """``x + lam * A^+(y_sigma - A x)`` (noise-aware: damped by ``||d||^2 / sigma^2``)."""
         y_s = y if sigma == 0.0 else y + sigma * op(noise())
         r = y_s - op(x)
         if data.noisy:
+            if MATHERON:
+                r = r - noise_y() / data.inv_std
             rw = r * data.inv_std
-            # At sigma = 0 the sample's own error is the denoiser's, of variance r_t^2 at the last level.
-            g = 1.0 / (sigma**2 if sigma > 0 else tweedie_variance(sigma_last, float(prior.sigma_data)))
+            g = 1.0 / (sigma**2 + float(prior.sigma_data) ** 2)
             d = conjugate_gradient(lambda v: A.normal(v) + g * v, A.adjoint(rw), None, cg_iters)
         elif projection == "pinv":
             d = op.pinv(r)
