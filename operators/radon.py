@@ -490,15 +490,30 @@ class RadonTransform(LinearOperator):
             arr = t.detach().reshape(b, -1).numpy()
             res = be.forward(arr) if direction == "forward" else be.adjoint(arr)
             return torch.from_numpy(res).reshape(b, *out_shape)
-        # ASTRA computes in float32 on host memory
-        arr = t.detach().to("cpu", torch.float32).reshape(b, *t.shape[2:]).contiguous().numpy()
+        # ASTRA computes in float32 on host memory. Casts happen in numpy: a torch cast of a large
+        # tensor opens an OpenMP region whose spinning workers then compete with ASTRA's threads.
+        arr = np.ascontiguousarray(t.detach().cpu().reshape(b, *t.shape[2:]).numpy(), dtype=np.float32)
         res = be.forward(arr) if direction == "forward" else be.adjoint(arr)
-        return torch.from_numpy(res).reshape(b, *out_shape).to(t.device, t.dtype)
+        if t.dtype == torch.float64:
+            res = res.astype(np.float64)
+        return torch.from_numpy(res).reshape(b, *out_shape).to(t.device)
 
     def _validate(self, t: torch.Tensor, what: str) -> None:
-        self._check(t, self.domain_shape if what == "image" else self.range_shape, what)
+        """``LinearOperator._check`` (shape, finiteness) plus dtype, with messages naming the expectation."""
+        name = type(self).__name__
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name}: {what} must be a torch.Tensor, got {type(t).__name__}")
         if t.dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"{type(self).__name__}: {what} has dtype {t.dtype}, expected torch.float32 or torch.float64")
+            raise ValueError(f"{name}: {what} has dtype {t.dtype}, expected torch.float32 or torch.float64")
+        shape = self.domain_shape if what == "image" else self.range_shape
+        if t.device.type != "cpu":
+            self._check(t, shape, what)
+            return
+        if t.ndim != len(shape) + 1 or tuple(t.shape[1:]) != tuple(shape):
+            raise ValueError(f"{name}: {what} has shape {tuple(t.shape)}, expected [B, {', '.join(map(str, shape))}]")
+        # numpy's single-threaded check: torch's would wake its OpenMP pool right before ASTRA runs
+        if not np.isfinite(t.detach().numpy()).all():
+            raise ValueError(f"{name}: {what} contains NaN or inf")
 
     # LinearOperator ------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -57,7 +57,7 @@ def method_colors(methods: Sequence[str]) -> dict[str, Any]:
 def _save(fig: Any, stem: Path, formats: Sequence[str], dpi: int) -> list[Path]:
     paths = []
     for fmt in formats:
-        path = stem.with_suffix("." + fmt)
+        path = stem.parent / f"{stem.name}.{fmt}"
         with atomic_path(path) as tmp:
             # an explicit format: the temporary name has no usable suffix
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_metadata(fmt))

@@ -181,22 +181,40 @@ def _read_dicom_files(files: Sequence[Path], modality: str) -> list[tuple[np.nda
 
 
 def _read_series(folder: Path, files: Sequence[Path], modality: str) -> list[tuple[np.ndarray, str, str]]:
-    """Use the project's DICOM series reader when available, else the private reader."""
+    """Slices of every ``modality`` series among ``files``, read with the project's DICOM reader
+    (``recon.io.read_series``: sorted along the normal, rescaled to HU for CT); the private reader
+    above is the fallback where that module is absent."""
     try:
-        from recon.io.dicom import read_series  # type: ignore[import-not-found]
+        from recon.io import read_series
     except ImportError:
         return _read_dicom_files(files, modality)
-    try:
-        series = read_series(folder)
-    except Exception:
-        # A folder with several series or mixed content: fall back to per-file reading.
-        return _read_dicom_files(files, modality)
-    mod = str(getattr(series, "modality", modality) or modality).lower()
-    if mod != modality:
-        return []
-    pid = str(getattr(series, "patient_id", "") or "").strip() or f"folder:{folder.parent.name}/{folder.name}"
-    pixels = np.asarray(series.pixels, dtype=np.float32)
-    return [(pixels[i], pid, str(folder)) for i in range(pixels.shape[0])]
+    import pydicom
+
+    groups: dict[str, list[Path]] = {}
+    for f in files:
+        try:
+            ds = pydicom.dcmread(str(f), stop_before_pixels=True)
+        except Exception as e:  # pydicom raises many types for non-DICOM / damaged files
+            raise InputError(f, f"cannot read DICOM: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        if "Rows" not in ds or int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+            continue  # non-image objects and colour secondary captures are no training material
+        mod = str(ds.get("Modality", "") or "").lower()
+        if mod and mod != modality:
+            continue
+        groups.setdefault(str(ds.get("SeriesInstanceUID", "") or f.parent), []).append(f)
+    out = []
+    for uid, group in groups.items():
+        try:
+            series = read_series(group)
+        except InputError:
+            # Training needs slices, not a consistent volume: a "series" the strict reader rejects
+            # (e.g. two acquisitions sharing positions) is still read file by file.
+            out.extend(_read_dicom_files(group, modality))
+            continue
+        pid = str(series.identity.get("PatientID", "") or "").strip() or f"folder:{group[0].parent.parent.name}/{group[0].parent.name}"
+        pixels = np.asarray(series.pixels, dtype=np.float32)
+        out.extend((pixels[i], pid, uid) for i in range(pixels.shape[0]))
+    return out
 
 
 def _is_mask_name(name: str) -> bool:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 
 from operators.base import LinearOperator
 
@@ -55,10 +56,9 @@ def grad2d(x: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[B, 2, C, H, W]``: index 0 = vertical (``x[i+1, j] - x[i, j]``), 1 = horizontal.
     """
-    g = x.new_zeros((x.shape[0], 2, *x.shape[1:]))
-    g[:, 0, ..., :-1, :] = x[..., 1:, :] - x[..., :-1, :]
-    g[:, 1, ..., :, :-1] = x[..., :, 1:] - x[..., :, :-1]
-    return g
+    gv = F.pad(x[..., 1:, :] - x[..., :-1, :], (0, 0, 0, 1))
+    gh = F.pad(x[..., :, 1:] - x[..., :, :-1], (0, 1))
+    return torch.stack((gv, gh), dim=1)
 
 
 def div2d(p: torch.Tensor) -> torch.Tensor:
@@ -70,14 +70,11 @@ def div2d(p: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[B, C, H, W]``.
     """
-    pv, ph = p[:, 0], p[:, 1]
-    d = torch.zeros_like(pv)
-    # Vertical: d[i] = p[i] - p[i-1], with p[-1] = 0 and p[H-1] treated as 0 (Neumann).
-    d[..., :-1, :] += pv[..., :-1, :]
-    d[..., 1:, :] -= pv[..., :-1, :]
-    d[..., :, :-1] += ph[..., :, :-1]
-    d[..., :, 1:] -= ph[..., :, :-1]
-    return d
+    # d[i] = p[i] - p[i-1] with p[-1] = 0 and the last row/column of p ignored (it is 0 for
+    # any p = grad x, by the Neumann boundary), which makes div exactly -grad^T.
+    pv = p[:, 0, ..., :-1, :]
+    ph = p[:, 1, ..., :, :-1]
+    return F.pad(pv, (0, 0, 0, 1)) - F.pad(pv, (0, 0, 1, 0)) + F.pad(ph, (0, 1)) - F.pad(ph, (1, 0))
 
 
 def _pixel_norm(g: torch.Tensor) -> torch.Tensor:

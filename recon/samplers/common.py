@@ -243,8 +243,8 @@ class DataTerm:
     Attributes:
         op: the (normalised) forward operator ``A``.
         y: measurements ``[B, *op.range_shape]`` (normalised).
-        inv_std: ``None`` for noise-free data (unweighted least squares), else ``1 / std`` broadcast
-            against ``y``.
+        inv_std: ``None`` for noise-free data (unweighted least squares), else the inverse noise
+            standard deviation per real component, broadcast against ``y``.
     """
 
     op: LinearOperator
@@ -255,7 +255,11 @@ class DataTerm:
     def build(cls, op: LinearOperator, y: torch.Tensor, noise_std: float | torch.Tensor | None) -> "DataTerm":
         """``noise_std``: ``None`` / 0 (noise-free), a scalar, or a tensor broadcastable to ``y``
         (per-measurement standard deviation, e.g. ``sqrt(exp(p) / I0)`` for CT line integrals
-        ``p`` at ``I0`` photons). Same units as ``y``."""
+        ``p`` at ``I0`` photons). Same units as ``y``. For complex data it is ``sqrt(E|n|^2)``
+        (circular noise, ``operators.noise.complex_gaussian_noise``'s convention), so each of the
+        real and imaginary parts has standard deviation ``noise_std / sqrt(2)``; :attr:`inv_std`
+        holds the inverse per-component standard deviation, so whitened residuals have unit
+        variance per real component."""
         if noise_std is None:
             return cls(op, y, None)
         std = torch.as_tensor(noise_std, device=y.device)
@@ -268,7 +272,8 @@ class DataTerm:
             torch.broadcast_shapes(std.shape, y.shape)
         except RuntimeError as e:
             raise ValueError(f"noise_std of shape {tuple(std.shape)} does not broadcast to y {tuple(y.shape)}") from e
-        return cls(op, y, 1.0 / std)
+        comp = std / math.sqrt(2.0) if y.is_complex() else std
+        return cls(op, y, 1.0 / comp)
 
     @property
     def noisy(self) -> bool:

@@ -80,8 +80,8 @@ def sample(
             :func:`recon.samplers.common.normalize_problem`).
         nfe: network evaluations = number of noise levels (one denoiser call per level).
         generator: the only source of randomness.
-        noise_std: measurement noise std (scalar or broadcastable to ``y``, normalised units; per
-            real/imaginary component for complex data). ``None``: noise-free data.
+        noise_std: measurement noise std (scalar or broadcastable to ``y``, normalised units; for complex
+            data ``sqrt(E|n|^2)``, see :meth:`~recon.samplers.common.DataTerm.build`). ``None``: noise-free data.
         callback: ``callback(step, sigma, x, x0_refined)`` after every step.
         eta: DDIM stochasticity (0 deterministic, 1 ancestral); 0.85 by default.
         cg_iters: CG iterations per step (5 by default; each costs one ``op.normal``).

@@ -70,8 +70,8 @@ def sample(
         y: ``[B, *op.range_shape]`` normalised measurements.
         nfe: network evaluations (each also costs one backward pass) = number of noise levels.
         generator: the only source of randomness.
-        noise_std: measurement noise std (scalar or broadcastable to ``y``; per real/imaginary
-            component for complex data). ``None``: noise-free (no discrepancy stop).
+        noise_std: measurement noise std (scalar or broadcastable to ``y``; for complex data
+            ``sqrt(E|n|^2)``, see :meth:`~recon.samplers.common.DataTerm.build`). ``None``: noise-free (no discrepancy stop).
         callback: ``callback(step, sigma, x, x0_hat)`` after every step.
         zeta: the paper's ``zeta'`` (step scale; 1.0 as in most of the paper's experiments).
         eta: stochasticity of the unconditional step (1 = ancestral, as the paper's DDPM chain).

@@ -20,10 +20,17 @@ converge to ``A^+ r`` for any ``A`` -- unlike ``op.pinv`` (FBP for sparse-view R
 pseudo-inverse). ``projection="pinv"`` uses ``op.pinv`` instead, which is exact and cheaper for
 single-coil Cartesian Fourier.
 
-Noise-aware variant: with a measurement noise std the correction becomes
-``argmin_d ||(y_sigma - A(x + d)) / std||^2 + ||d||^2 / sigma^2`` (CG on the whitened normal equations
-plus ``I / sigma^2``): the sample, itself noisy at level ``sigma``, is only pulled as far as the
-inverse-variance-weighted data justify, so noisy measurements are not fitted exactly.
+Noise-aware variant: with a measurement noise std (covariance ``V``) the projection becomes
+pathwise (Matheron) conditioning of the current sample on the noisy data,
+
+    d = argmin_d ||V^{-1/2}(y_sigma - n' - A(x + d))||^2 + ||d||^2 / tau^2,
+    n' ~ N(0, V),  tau^2 = sigma_data^2 + sigma^2,
+
+(CG on the whitened normal equations plus ``I / tau^2``). ``tau^2`` is the variance of ``x_sigma`` under
+an isotropic Gaussian prior of variance ``sigma_data^2``; for such a prior ``x + d`` is an exact draw of
+``x_sigma`` conditioned on the data (Matheron's rule). Measurements are weighted by their inverse
+variance, and the fresh noise ``n'`` keeps samples from fitting the noise in ``y`` (their residual
+stays at the noise level instead of going to zero). As ``V -> 0`` this is the paper's projection.
 """
 
 from __future__ import annotations
@@ -39,7 +46,6 @@ from recon.samplers.common import (
     DenoiserView,
     randn,
     sampling_sigmas,
-    tweedie_variance,
 )
 
 __all__ = ["sample", "DEFAULTS"]
@@ -105,24 +111,21 @@ def sample(
     real_dtype = y.real.dtype if y.is_complex() else y.dtype
     shape = (y.shape[0], *op.domain_shape)
     bview = (-1, *([1] * len(op.domain_shape)))
-    sigma_last = float(sig[-2])
 
     def noise() -> torch.Tensor:
         return randn(shape, complex_=op.domain_complex, dtype=real_dtype, device=y.device, generator=generator)
 
-    import os
-    MATHERON = os.environ.get("MATH") == "1"
-    def noise_y():
+    def noise_y() -> torch.Tensor:
         return randn(tuple(y.shape), complex_=y.is_complex(), dtype=real_dtype, device=y.device, generator=generator)
 
     def consistency(x: torch.Tensor, sigma: float) -> torch.Tensor:
-        """``x + lam * A^+(y_sigma - A x)`` (noise-aware: damped by ``||d||^2 / sigma^2``)."""
+        """``x + lam * A^+(y_sigma - A x)``, or its noise-aware form (module docstring)."""
         y_s = y if sigma == 0.0 else y + sigma * op(noise())
         r = y_s - op(x)
         if data.noisy:
-            if MATHERON:
-                r = r - noise_y() / data.inv_std
-            rw = r * data.inv_std
+            # Pathwise (Matheron) conditioning: subtracting a fresh draw of the measurement noise makes
+            # the correction draw from the conditional instead of fitting the noise in y.
+            rw = r * data.inv_std - noise_y()
             g = 1.0 / (sigma**2 + float(prior.sigma_data) ** 2)
             d = conjugate_gradient(lambda v: A.normal(v) + g * v, A.adjoint(rw), None, cg_iters)
         elif projection == "pinv":

@@ -15,6 +15,7 @@ from operators.coils import (
     espirit_maps,
     estimate_coil_maps,
     rss,
+    simulated_coil_maps,
     sum_of_squares_maps,
 )
 from operators.fourier import CartesianFourier, fft2c, ifft2c
@@ -25,15 +26,17 @@ from tests.operators.test_fourier import smooth_coil_maps
 N, NC = 128, 8
 
 
-def _phantom(n: int) -> np.ndarray:
+def _phantom(h: int, w: int) -> np.ndarray:
     """Shepp-Logan magnitude with a smooth linear phase (the object's own phase must not leak into maps)."""
-    xx = (np.arange(n) - n // 2) / n
-    return resize(shepp_logan_phantom(), (n, n), anti_aliasing=True) * np.exp(1j * np.pi * 0.5 * xx)[None, :]
+    xx = (np.arange(w) - w // 2) / w
+    return resize(shepp_logan_phantom(), (h, w), anti_aliasing=True) * np.exp(1j * np.pi * 0.5 * xx)[None, :]
 
 
-def _synthetic(n: int = N) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    maps = smooth_coil_maps(NC, n, n).numpy()
-    img = _phantom(n)
+def _synthetic(n: int = N, w: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised smooth maps ``[NC, n, w]``, a complex phantom, and their full centred k-space."""
+    w = n if w is None else w
+    maps = smooth_coil_maps(NC, n, w).numpy()
+    img = _phantom(n, w)
     ksp = fft2c(torch.from_numpy(maps * img)).numpy()
     return maps, img, ksp
 
@@ -71,6 +74,13 @@ def test_espirit_recovers_synthetic_maps() -> None:
     assert (est.numpy()[:, ~kept] == 0).all()
     # reference coil phase removed: its map is real and non-negative
     assert np.abs(est.numpy()[0].imag).max() < 1e-12 and est.numpy()[0].real.min() >= 0
+
+
+def test_espirit_odd_grid() -> None:
+    """Odd, non-square grids keep the centring convention (DC at (H // 2, W // 2))."""
+    maps, img, ksp = _synthetic(127, 131)
+    mean, worst = _agreement(espirit_maps(ksp, calib=20).numpy(), maps, np.abs(img) > 0.05)
+    assert mean > 0.9995 and worst > 0.99, (mean, worst)
 
 
 def test_espirit_from_undersampled_kspace_uses_calibration_region() -> None:
@@ -124,6 +134,18 @@ def test_estimate_coil_maps_dispatch() -> None:
     assert torch.equal(estimate_coil_maps(ksp, "sum_of_squares", calib=16), sum_of_squares_maps(ksp, calib=16))
     with pytest.raises(ValueError, match="unknown method 'walsh'"):
         estimate_coil_maps(ksp, "walsh")
+
+
+def test_simulated_coil_maps() -> None:
+    m = simulated_coil_maps(NC, (40, 50))
+    assert m.shape == (NC, 40, 50) and m.dtype == torch.complex64
+    assert torch.allclose((m.abs() ** 2).sum(0), torch.ones(40, 50), atol=1e-5)
+    raw = simulated_coil_maps(NC, (40, 50), normalise=False, dtype=torch.complex128)
+    assert float(raw.abs().max()) <= 1.0 and not torch.allclose((raw.abs() ** 2).sum(0), torch.ones(40, 50, dtype=torch.float64))
+    with pytest.raises(ValueError, match="n_coils must be an int >= 1"):
+        simulated_coil_maps(0, (4, 4))
+    with pytest.raises(ValueError, match="shape must be"):
+        simulated_coil_maps(2, 4)
 
 
 def test_rss() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from operators.coils import simulated_coil_maps
 from operators.fourier import CartesianFourier, fft2c, ifft2c
 from operators.masks import MASK_KINDS, make_mask
 from tests.operators.battery import check_operator, dot_test_error
@@ -15,23 +16,9 @@ DTYPES = [torch.float32, torch.float64]
 COMPLEX = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
 
-def smooth_coil_maps(n_coils: int, h: int, w: int, normalise: bool = True, dtype=torch.complex128) -> torch.Tensor:
-    """Smooth synthetic sensitivities ``[n_coils, h, w]`` (Gaussian bumps round the FOV, linear phase).
-
-    With ``normalise`` they satisfy ``sum_c |S_c|^2 = 1`` at every pixel.
-    """
-    yy, xx = np.mgrid[:h, :w]
-    yy, xx = (yy - h // 2) / h, (xx - w // 2) / w
-    maps = []
-    for c in range(n_coils):
-        a = 2 * np.pi * c / n_coils
-        mag = np.exp(-((yy - 0.7 * np.sin(a)) ** 2 + (xx - 0.7 * np.cos(a)) ** 2) / (2 * 0.35**2))
-        phase = np.exp(1j * (np.pi * 0.6 * (yy * np.cos(a) + xx * np.sin(a)) + c))
-        maps.append(mag * phase)
-    s = np.array(maps)
-    if normalise:
-        s = s / np.sqrt((np.abs(s) ** 2).sum(0))
-    return torch.from_numpy(s).to(dtype)
+def smooth_coil_maps(n_coils: int, h: int, w: int, normalise: bool = True) -> torch.Tensor:
+    """Smooth synthetic sensitivities ``[n_coils, h, w]`` complex128 (``sum |S|^2 = 1`` if ``normalise``)."""
+    return simulated_coil_maps(n_coils, (h, w), normalise=normalise, dtype=torch.complex128)
 
 
 def _rand_image(b: int, h: int, w: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:

@@ -1,0 +1,268 @@
+"""One entry point for every reconstruction method: posterior samplers and classical baselines.
+
+``reconstruct(y, op, prior, sampler="dds")`` draws posterior samples with a diffusion prior;
+``reconstruct(y, op, method="tv")`` runs a classical solver. Both return a :class:`Result` in the
+same physical units, so pipelines treat all methods alike.
+
+Units. ``y`` is physical: CT line integrals of attenuation (the operator acts on ``mu`` in 1/mm),
+MRI complex k-space. Results are in the prior's physical unit: HU for CT
+(``HU = 1000 (mu - mu_water) / mu_water``, ``mu_water`` from :mod:`operators.noise`), magnitude for
+MR (the scale of the zero-filled image), the operator's own unit for other operators.
+
+Batching. ``y`` holds ``B`` slices; ``samples = S`` posterior samples per slice are drawn as one batch
+of ``B * S`` items (slice-major: item ``b * S + s``). ``mean`` and ``std`` are ``[B, C, H, W]``,
+``samples`` ``[B, S, C, H, W]``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from operators.base import LinearOperator
+from priors.device import resolve_device
+from recon.linalg import batch_norm
+from recon.samplers import SAMPLERS
+from recon.samplers.common import normalize_problem, operator_modality, water_attenuation
+
+__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "available_methods"]
+
+#: Classical methods: public name -> function name in :mod:`recon.classical` (imported lazily).
+METHODS: dict[str, str] = {
+    "fbp": "fbp",
+    "sirt": "sirt",
+    "cgls": "cgls",
+    "tv": "tv_pdhg",
+    "zero_filled": "zero_filled",
+    "cg_sense": "cg_sense",
+    "cs_tv": "cs_tv",
+}
+
+#: Which operator kind each classical method needs (checked before running).
+_METHOD_MODALITY = {"fbp": "ct", "sirt": "ct", "cgls": "ct", "tv": "ct",
+                    "zero_filled": "mr", "cg_sense": "mr", "cs_tv": "mr"}
+
+
+def available_methods() -> list[str]:
+    """Every name ``reconstruct`` accepts: the samplers, then the classical methods."""
+    return list(SAMPLERS) + list(METHODS)
+
+
+@dataclass
+class Result:
+    """A reconstruction in physical units.
+
+    Attributes:
+        mean: ``[B, C, H, W]`` estimate (posterior mean over samples; the image for classical methods).
+        std: ``[B, C, H, W]`` pixel-wise standard deviation over samples (zeros for one sample or a
+            classical method).
+        samples: ``[B, S, C, H, W]`` the individual samples.
+        nfe: network evaluations per batch (0 for classical methods).
+        seconds: wall-clock time of the whole call.
+        residual: ``[B]`` relative data residual ``||A u - y|| / ||y||`` of the estimate ``u`` in the
+            operator's units (for complex MR the complex mean of the samples, before magnitude).
+        method: the sampler or classical method name.
+        settings: everything needed to repeat the run (options, seed, schedule, normalisation).
+        unit: physical unit of ``mean``/``std``/``samples`` (``"HU"``, ``"a.u."``, ...).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    samples: torch.Tensor
+    nfe: int
+    seconds: float
+    residual: torch.Tensor
+    method: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    unit: str = ""
+
+
+class _CountingPrior(torch.nn.Module):
+    """Delegates to a prior and counts denoiser calls (the NFE actually spent)."""
+
+    def __init__(self, prior):
+        super().__init__()
+        self.inner = prior
+        self.calls = 0
+        for name in ("sigma_min", "sigma_max", "sigma_data", "modality", "image_channels", "normalization"):
+            setattr(self, name, getattr(prior, name))
+
+    def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        self.calls += 1
+        return self.inner.denoise(x, sigma)
+
+
+def _scalar_or_desc(v) -> Any:
+    if v is None or isinstance(v, (int, float, str, bool)):
+        return v
+    if isinstance(v, torch.Tensor):
+        return float(v) if v.numel() == 1 else f"tensor{tuple(v.shape)}"
+    return repr(v)
+
+
+def _dose_noise_std(y: torch.Tensor, i0: float) -> torch.Tensor:
+    """Per-ray std of log-transformed Poisson data at ``i0`` photons (delta method)."""
+    from operators.noise import line_integral_noise_variance
+
+    return line_integral_noise_variance(y.clamp_min(0), float(i0)).sqrt()
+
+
+def _check_modality(prior, op_mod: Optional[str]) -> None:
+    pm = getattr(prior, "modality", "any")
+    if pm in ("ct", "mr") and op_mod is not None and pm != op_mod:
+        kind = {"ct": "a Radon (CT) operator", "mr": "a Fourier (MR) operator"}[op_mod]
+        raise ValueError(f"prior modality {pm!r} does not match {kind}; use a {op_mod!r} prior")
+
+
+def _batched(y: torch.Tensor, op: LinearOperator) -> torch.Tensor:
+    if not isinstance(y, torch.Tensor):
+        raise ValueError(f"y must be a torch.Tensor, got {type(y).__name__}")
+    if y.ndim == len(op.range_shape):
+        y = y.unsqueeze(0)
+    op.check_range(y)
+    return y
+
+
+def reconstruct(
+    y: torch.Tensor,
+    op: LinearOperator,
+    prior=None,
+    *,
+    sampler: str = "dds",
+    method: Optional[str] = None,
+    nfe: int = 50,
+    samples: int = 1,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    noise_std: float | torch.Tensor | None = None,
+    i0: Optional[float] = None,
+    callback: Optional[Callable] = None,
+    **options: Any,
+) -> Result:
+    """Reconstruct images from measurements with a posterior sampler or a classical method.
+
+    Args:
+        y: ``[B, *op.range_shape]`` (or one unbatched item) physical measurements: CT line integrals
+            ``[B, 1, n_angles, n_detectors]``; MR k-space ``[B, n_coils, H, W]`` complex.
+        op: the forward operator (acting on attenuation in 1/mm for CT, complex images for MR).
+        prior: a :class:`priors.base.Prior`; required for samplers, unused by classical methods.
+        sampler: ``"dds"`` (default), ``"dps"`` or ``"song22"`` (see :data:`SAMPLERS`).
+        method: a classical method (:data:`METHODS`: ``fbp``, ``sirt``, ``cgls``, ``tv``,
+            ``zero_filled``, ``cg_sense``, ``cs_tv``) or a sampler name; overrides ``sampler``.
+        nfe: network evaluations per sample.
+        samples: posterior samples per slice ``S`` (drawn as one batch of ``B * S``).
+        seed: seeds the one ``torch.Generator`` (CPU, so results do not depend on the device).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+        noise_std: measurement noise std in the units of ``y`` (scalar or broadcastable to ``y``;
+            for complex k-space ``sqrt(E|n|^2)``). ``None``: noise-free, unless ``i0`` is given.
+        i0: CT photons per ray: sets ``noise_std = sqrt(exp(y) / i0)`` per ray (Poisson dose model,
+            :func:`operators.noise.line_integral_noise_variance`) and is passed to ``tv``.
+        callback: per-step ``callback(step, sigma, x, x0_hat)`` for samplers (normalised units).
+        **options: passed to the sampler (e.g. ``eta``, ``cg_iters``, ``zeta``, ``lam``) or to the
+            classical function (e.g. ``n_iter``, ``weight``).
+
+    Returns:
+        :class:`Result` in physical units (HU for CT, magnitude for MR).
+
+    Raises:
+        ValueError: unknown sampler/method (the message lists the options), a prior whose modality
+            does not match the operator, a missing prior, or malformed ``y``.
+    """
+    t0 = time.perf_counter()
+    name = method if method is not None else sampler
+    if name not in SAMPLERS and name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(available_methods())}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    dev = resolve_device(device)
+    op = op.to(dev)
+    y = _batched(y, op).to(dev)
+    op_mod = operator_modality(op)
+    if i0 is not None:
+        if op_mod == "mr" or y.is_complex():
+            raise ValueError("i0 (photon count) applies to CT line integrals only")
+        if noise_std is not None:
+            raise ValueError("give either noise_std or i0, not both")
+        noise_std = _dose_noise_std(y, i0)
+    if name in METHODS:
+        return _classical(name, y, op, op_mod, prior, i0, noise_std, t0, options)
+    if prior is None:
+        raise ValueError(f"sampler {name!r} needs a prior (or pass method= for a classical method)")
+    _check_modality(prior, op_mod)
+    return _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, callback, t0, options)
+
+
+def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, callback, t0, options) -> Result:
+    B, S = y.shape[0], samples
+    was_training = prior.training
+    prior.to(dev).eval()
+    try:
+        prob = normalize_problem(prior, op, y, noise_std, modality=op_mod, scale=options.pop("scale", None))
+        y_rep = prob.y.repeat_interleave(S, dim=0)
+        ns = prob.noise_std
+        if isinstance(ns, torch.Tensor) and ns.ndim == y.ndim and ns.shape[0] == B and B > 1:
+            ns = ns.repeat_interleave(S, dim=0)
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        counting = _CountingPrior(prior)
+        x = SAMPLERS[name](counting, op, y_rep, nfe=nfe, generator=gen, noise_std=ns, callback=callback, **options)
+    finally:
+        prior.train(was_training)
+    with torch.no_grad():
+        dom = tuple(op.domain_shape)
+        xs = x.reshape(B, S, *dom)
+        phys = prob.to_physical(xs)  # [B, S, C, H, W]; magnitude for complex images
+        mean = phys.mean(dim=1)
+        std = phys.std(dim=1) if S > 1 else torch.zeros_like(mean)
+        u = prob.to_operator_units(xs.mean(dim=1))
+        residual = batch_norm(op(u) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
+    settings = {
+        "sampler": name,
+        "nfe": nfe,
+        "samples": S,
+        "seed": int(seed),
+        "device": str(dev),
+        "noise_std": _scalar_or_desc(noise_std),
+        "options": {k: _scalar_or_desc(v) for k, v in options.items()},
+        "prior": {"modality": getattr(prior, "modality", "any"),
+                  "normalization": prior.normalization.to_dict()},
+        "operator_modality": op_mod,
+        "normalised_scale": prob.scale.tolist(),
+        "normalised_offset": prob.offset,
+        "mu_water_per_mm": water_attenuation() if op_mod == "ct" else None,
+    }
+    return Result(mean=mean, std=std, samples=phys, nfe=counting.calls, seconds=time.perf_counter() - t0,
+                  residual=residual, method=name, settings=settings, unit=prob.unit)
+
+
+def _classical(name, y, op, op_mod, prior, i0, noise_std, t0, options) -> Result:
+    need = _METHOD_MODALITY[name]
+    if op_mod is not None and op_mod != need:
+        raise ValueError(f"method {name!r} needs a {'Radon (CT)' if need == 'ct' else 'Fourier (MR)'} operator")
+    if prior is not None:
+        _check_modality(prior, op_mod)
+    import recon.classical as classical
+
+    fn = getattr(classical, METHODS[name])
+    kwargs = dict(options)
+    if name == "tv" and i0 is not None:
+        kwargs.setdefault("i0", i0)
+    with torch.no_grad():
+        u = fn(op, y, **kwargs)
+        residual = batch_norm(op(u) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
+        if op_mod == "ct":
+            mu_w = water_attenuation()
+            image, unit = 1000.0 * (u - mu_w) / mu_w, "HU"
+        elif u.is_complex():
+            image, unit = u.abs(), "a.u."
+        else:
+            image = u
+            unit = prior.normalization.unit if prior is not None else ""
+    settings = {"method": name, "function": f"recon.classical.{METHODS[name]}", "device": str(y.device),
+                "noise_std": _scalar_or_desc(noise_std), "i0": i0,
+                "options": {k: _scalar_or_desc(v) for k, v in kwargs.items()}}
+    return Result(mean=image, std=torch.zeros_like(image), samples=image.unsqueeze(1), nfe=0,
+                  seconds=time.perf_counter() - t0, residual=residual, method=name, settings=settings, unit=unit)
