@@ -740,12 +740,14 @@ def _write_outputs(out: Path, cfg: BenchmarkConfig, settings: Sequence[Setting],
     prow = [dict(r, group=(r["photons"] if modality == "ct" else r["mask"])) for r in rows]
     group_label = "photon fraction" if modality == "ct" else "mask"
     dose_name = "dose" if modality == "ct" else "scan time"
+    xlabel = ("relative dose (views / full-dose views x photon fraction, log scale)" if modality == "ct"
+              else "relative scan time (1 / acceleration, log scale)")
     psnr_plot = plots.dose_plot(prow, "psnr", out / PLOTS_DIR / "psnr_vs_dose", methods=cfg.methods,
                                 group_key="group", group_label=group_label, ylabel="PSNR (dB)",
-                                levels=psnr_levels, title=f"PSNR against relative {dose_name}")
+                                levels=psnr_levels, title=f"PSNR against relative {dose_name}", xlabel=xlabel)
     ssim_plot = plots.dose_plot(prow, "ssim", out / PLOTS_DIR / "ssim_vs_dose", methods=cfg.methods,
                                 group_key="group", group_label=group_label, ylabel="SSIM",
-                                levels=ssim_levels, title=f"SSIM against relative {dose_name}")
+                                levels=ssim_levels, title=f"SSIM against relative {dose_name}", xlabel=xlabel)
 
     # panels: the middle slice of the pooled selection, the same slice for every setting
     (out / PANELS_DIR).mkdir(exist_ok=True)

@@ -85,6 +85,7 @@ def dose_plot(
     ylabel: str,
     levels: Sequence[float] = (),
     title: str = "",
+    xlabel: str = "relative dose (fraction of the full-dose reference, log scale)",
     formats: Sequence[str] = ("png", "svg"),
     dpi: int = 110,
 ) -> list[Path]:
@@ -105,6 +106,7 @@ def dose_plot(
         ylabel: y-axis label.
         levels: quality levels drawn as dotted horizontal lines (the summary table's thresholds).
         title: figure title.
+        xlabel: x-axis label.
         formats: file formats, ``("png", "svg")`` by default.
         dpi: raster resolution.
 
@@ -119,6 +121,9 @@ def dose_plot(
     groups = sorted({r[group_key] for r in rows}, key=_sort_key, reverse=True)
     styles = {g: (_LINESTYLES[i % len(_LINESTYLES)], _MARKERS[i % len(_MARKERS)]) for i, g in enumerate(groups)}
     fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    # Methods share the x positions; a small multiplicative offset per method keeps their error
+    # bars from hiding each other (a few percent on the log axis, far below the grid spacing).
+    dodge = {m: 1.0 + 0.025 * (i - (len(methods) - 1) / 2) for i, m in enumerate(methods)}
     for m in methods:
         for g in groups:
             pts = sorted(
@@ -127,7 +132,7 @@ def dose_plot(
             )
             if not pts:
                 continue
-            x = [r["relative_dose"] for r in pts]
+            x = [r["relative_dose"] * dodge[m] for r in pts]
             y = [r[f"{metric}_mean"] for r in pts]
             e = [r.get(f"{metric}_std") or 0.0 for r in pts]
             ls, mk = styles[g]
@@ -136,7 +141,7 @@ def dose_plot(
     for lv in levels:
         ax.axhline(lv, color="0.55", linestyle=":", linewidth=0.9, zorder=0)
     ax.set_xscale("log")
-    ax.set_xlabel("relative dose (fraction of the full-dose reference, log scale)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
@@ -218,7 +223,8 @@ def setting_panel(
         err_scale, err_unit = CT_ERROR_FULL_SCALE_HU, "HU"
     else:
         err_scale, err_unit = MR_ERROR_FULL_SCALE * (vmax - vmin), "x ref p99.9"
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.75 * rows), squeeze=False)
+    # constrained layout: the shared colour bar takes its space without overlapping the images
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.6, 2.75 * rows), squeeze=False, layout="constrained")
     axes[0, 0].imshow(reference, cmap="gray", vmin=vmin, vmax=vmax)
     axes[0, 0].set_title("reference", fontsize=9)
     for r in range(1, rows):
@@ -242,10 +248,9 @@ def setting_panel(
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     scale_text = f"0-{CT_ERROR_FULL_SCALE_HU:g} HU" if modality == "ct" else f"0-{MR_ERROR_FULL_SCALE:g} {err_unit}"
     if err_im is not None:
-        cb = fig.colorbar(err_im, ax=list(axes[1:, 1:].ravel()), fraction=0.02, pad=0.01)
+        cb = fig.colorbar(err_im, ax=axes[1:, :], fraction=0.03, pad=0.01, shrink=0.9)
         cb.set_label(f"|error|{', std' if std_im is not None else ''} ({scale_text})", fontsize=8)
         cb.ax.tick_params(labelsize=7)
     with atomic_path(path) as tmp:

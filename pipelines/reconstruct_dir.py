@@ -139,11 +139,12 @@ def reconstruct_directory(
     for idx in study.batches(pending, batch):
         op = study.operator_for(idx)
         y = study.measurements[idx]
-        noise_var = None if study.noise_variance is None else study.noise_variance[idx]
-        # one seed per slice: results do not depend on batching or on resumption
+        noise_std = None if study.noise_variance is None else study.noise_variance[idx].sqrt()
+        # the seed of a batch follows from its first slice, so a resumed run draws what an
+        # uninterrupted run with the same --batch would have drawn
         result = reconstruct(
             y, op, the_prior, sampler=sampler, method=method, nfe=nfe, samples=samples,
-            seed=[seed + i for i in idx], device=dev, noise_variance=noise_var, **(options or {}),
+            seed=seed + idx[0], device=dev, noise_std=noise_std, **(options or {}),
         )
         per_slice = result.seconds / len(idx)
         for j, i in enumerate(idx):
