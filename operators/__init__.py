@@ -26,7 +26,7 @@ from operators.noise import (
     simulate_counts,
     transmission_noise,
 )
-from operators.radon import FBP_FILTERS, FanBeam, ParallelBeam, RadonTransform, available_backends
+from operators.radon import FBP_FILTERS, FanBeam, ParallelBeam, RadonTransform, available_backends, radon_from_geometry
 
 __all__ = [
     "LinearOperator",
@@ -45,6 +45,7 @@ __all__ = [
     "ParallelBeam",
     "FanBeam",
     "RadonTransform",
+    "radon_from_geometry",
     "FBP_FILTERS",
     "available_backends",
     # noise and dose
@@ -60,3 +61,46 @@ __all__ = [
 ]
 
 # --- MRI Fourier operators, masks and coil sensitivities (operators.fourier / masks / coils) ---------
+from operators.coils import (  # noqa: E402
+    COIL_MAP_METHODS,
+    DEFAULT_COIL_MAP_METHOD,
+    calibration_region,
+    espirit_maps,
+    estimate_coil_maps,
+    rss,
+    simulated_coil_maps,
+    sum_of_squares_maps,
+)
+from operators.fourier import CartesianFourier, fft2c, ifft2c  # noqa: E402
+from operators.masks import (  # noqa: E402
+    MASK_KINDS,
+    achieved_acceleration,
+    equispaced_mask,
+    gaussian_mask,
+    make_mask,
+    poisson_disc_mask,
+    radial_mask,
+    random_mask,
+)
+
+__all__ += [
+    "CartesianFourier",
+    "fft2c",
+    "ifft2c",
+    "MASK_KINDS",
+    "make_mask",
+    "equispaced_mask",
+    "random_mask",
+    "gaussian_mask",
+    "poisson_disc_mask",
+    "radial_mask",
+    "achieved_acceleration",
+    "COIL_MAP_METHODS",
+    "DEFAULT_COIL_MAP_METHOD",
+    "calibration_region",
+    "espirit_maps",
+    "sum_of_squares_maps",
+    "estimate_coil_maps",
+    "simulated_coil_maps",
+    "rss",
+]

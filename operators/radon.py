@@ -58,6 +58,7 @@ __all__ = [
     "ParallelBeam",
     "FanBeam",
     "RadonTransform",
+    "radon_from_geometry",
     "FBP_FILTERS",
     "BACKENDS",
     "available_backends",
@@ -790,3 +791,15 @@ class FanBeam(RadonTransform):
         gaps = np.diff(np.concatenate([a, [a[0] + 2 * math.pi]]))
         med = np.median(gaps)
         return bool(gaps.max() <= 2.5 * med) and float(np.ptp(angles)) + med >= 2 * math.pi - 1e-6
+
+
+def radon_from_geometry(geometry: ParallelGeometry | FanGeometry, **kwargs: Any) -> RadonTransform:
+    """The Radon operator of ``geometry``: :class:`ParallelBeam` or :class:`FanBeam`.
+
+    ``kwargs`` (``projector``, ``backend``, ``filter``) are passed on.
+    """
+    if isinstance(geometry, ParallelGeometry):
+        return ParallelBeam.from_geometry(geometry, **kwargs)
+    if isinstance(geometry, FanGeometry):
+        return FanBeam.from_geometry(geometry, **kwargs)
+    raise ValueError(f"radon_from_geometry: got {type(geometry).__name__}, expected ParallelGeometry or FanGeometry")

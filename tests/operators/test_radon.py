@@ -12,7 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from skimage.transform import resize
 
 from operators.geometry import FanGeometry, ParallelGeometry, uniform_angles
-from operators.radon import FBP_FILTERS, FanBeam, ParallelBeam, available_backends
+from operators.radon import FBP_FILTERS, FanBeam, ParallelBeam, available_backends, radon_from_geometry
 from tests.operators.battery import check_operator, dot_test_error
 
 HAS_CUDA = available_backends()["cuda"]
@@ -207,6 +207,10 @@ def test_from_geometry_round_trip():
     assert ParallelBeam.from_geometry(p).geometry == p
     with pytest.raises(ValueError, match="expected ParallelGeometry"):
         ParallelBeam.from_geometry(g)
+    assert isinstance(radon_from_geometry(g, projector="strip"), FanBeam)
+    assert isinstance(radon_from_geometry(p), ParallelBeam)
+    with pytest.raises(ValueError, match="expected ParallelGeometry or FanGeometry"):
+        radon_from_geometry({"type": "parallel"})
 
 
 def test_bad_inputs():
