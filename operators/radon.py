@@ -323,7 +323,7 @@ class _Project(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, op: "RadonTransform", backend: str) -> torch.Tensor:
         ctx.op, ctx.backend = op, backend
-        return op._apply(x, "forward", backend)
+        return op._project(x, "forward", backend)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
@@ -336,7 +336,7 @@ class _Backproject(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, y: torch.Tensor, op: "RadonTransform", backend: str) -> torch.Tensor:
         ctx.op, ctx.backend = op, backend
-        return op._apply(y, "adjoint", backend)
+        return op._project(y, "adjoint", backend)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
@@ -478,7 +478,7 @@ class RadonTransform(LinearOperator):
             self._backends[name] = be
         return be
 
-    def _apply(self, t: torch.Tensor, direction: str, backend: str) -> torch.Tensor:
+    def _project(self, t: torch.Tensor, direction: str, backend: str) -> torch.Tensor:
         """Run A (``direction="forward"``) or A^T on a validated ``[B, 1, ...]`` tensor, no autograd."""
         b = t.shape[0]
         out_shape = self.range_shape if direction == "forward" else self.domain_shape
@@ -668,7 +668,7 @@ class ParallelBeam(RadonTransform):
         backend = self.resolve_backend(y.device)
         if backend == "matrix" and y.device.type == "cpu" and "matrix" not in self._backends:
             backend = "cpu"
-        bp = self._apply(q.unsqueeze(1).contiguous(), "adjoint", backend)
+        bp = self._project(q.unsqueeze(1).contiguous(), "adjoint", backend)
         return bp * (ds / g.pixel_size_mm**2)
 
 

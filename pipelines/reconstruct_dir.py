@@ -214,7 +214,7 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
         "versions": _versions(),
     }
     if study.ground_truth is not None:
-        for key in ("psnr", "ssim", "rmse_hu"):
+        for key in ("psnr", "ssim", "rmse"):
             vals = [r[key] for r in per_slice if key in r]
             if vals:
                 report[f"mean_{key}"] = float(np.mean(vals))

@@ -32,7 +32,9 @@ Layout::
       "data": "sinogram.npy",              # optional: data file name (default: found by name)
       "slices": ["slice_0000.npy", ...],   # optional: per-slice file order, or stacked labels
       "reference": "../dicom",             # optional: DICOM series dir, or an identity .json
-      "identity": {...}                    # optional inline patient/study identity
+      "identity": {...},                   # optional inline patient/study identity
+      "ground_truth": "ground_truth.npy",  # optional: reference images [n, H, W] (HU) of a simulation
+      "simulation": {...}                  # optional: how a simulated study was made
     }
 
 Line integrals are dimensionless (attenuation coefficient in 1/mm times path length in mm).
@@ -66,7 +68,7 @@ _GEOMETRY_KEYS = ("type", "image_size", "pixel_size_mm", "angles", "n_detectors"
                   "source_origin_mm", "origin_detector_mm")
 _ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts")
 _OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "units", "source",
-               "angles_rad", "image")
+               "angles_rad", "image", "ground_truth", "simulation")
 
 
 @dataclass
