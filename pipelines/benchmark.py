@@ -662,25 +662,31 @@ def _dose_text(d: float) -> str:
 
 
 def headlines(summary: Sequence[dict[str, Any]], modality: str) -> list[str]:
-    """One sentence per method: the strictest PSNR and SSIM levels it reaches, and at which dose."""
+    """One sentence per method: the strictest PSNR and SSIM levels it reaches and at which dose, or
+    its best value where it reaches none."""
     dose_word = "of the full dose" if modality == "ct" else "of the full scan time"
     lines = []
     for s in summary:
-        parts = []
+        reached, missed = [], []
         for metric in ("psnr", "ssim"):
-            reached = [e for e in s["levels"] if e["metric"] == metric and e["relative_dose"] is not None]
-            if reached:
-                e = max(reached, key=lambda e: e["level"])
-                parts.append(f"{_level_name(metric, e['level'])} at {100 * e['relative_dose']:.3g}% {dose_word} "
-                             f"({e['label']}: {_metric_text(metric, e['value'])})")
+            hits = [e for e in s["levels"] if e["metric"] == metric and e["relative_dose"] is not None]
+            if hits:
+                e = max(hits, key=lambda e: e["level"])
+                reached.append(f"{_level_name(metric, e['level'])} at {100 * e['relative_dose']:.3g}% {dose_word} "
+                               f"({e['label']}: {_metric_text(metric, e['value'])})")
             elif metric in s["best"]:
                 b = s["best"][metric]
                 lowest = min((e["level"] for e in s["levels"] if e["metric"] == metric), default=None)
                 if lowest is not None:
-                    parts.append(f"{_level_name(metric, lowest)} not reached (best {_metric_text(metric, b['value'])} "
-                                 f"at {100 * b['relative_dose']:.3g}%, {b['label']})")
+                    missed.append(f"{_level_name(metric, lowest)} (best {_metric_text(metric, b['value'])} at "
+                                  f"{100 * b['relative_dose']:.3g}%, {b['label']})")
+        parts = []
+        if reached:
+            parts.append("reaches " + " and ".join(reached))
+        if missed:
+            parts.append("does not reach " + " or ".join(missed))
         if parts:
-            lines.append(f"{s['method']} reaches " + "; ".join(parts) + ".")
+            lines.append(f"{s['method']} " + "; ".join(parts) + ".")
     return lines
 
 
@@ -1070,7 +1076,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--prior", default="auto", help="bundled prior name or checkpoint directory (default: by modality)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
-    g.add_argument("--batch", type=int, default=4, help="slices reconstructed together (default 4)")
+    g.add_argument("--batch", type=int, default=4,
+                   help="slices a classical method reconstructs together (samplers: one slice per call, own seed; default 4)")
     r = p.add_argument_group("report")
     r.add_argument("--psnr-levels", type=_floats, default=list(DEFAULT_PSNR_LEVELS),
                    help="PSNR levels (dB) of the summary table (default 30,35)")

@@ -141,6 +141,19 @@ def dose_plot(
     for lv in levels:
         ax.axhline(lv, color="0.55", linestyle=":", linewidth=0.9, zorder=0)
     ax.set_xscale("log")
+    doses = [r["relative_dose"] for r in rows if r.get("relative_dose")]
+    if doses:
+        # a span of at least a factor of 4, so that a single dose (or a narrow grid)
+        # still gets readable 1-2-5 ticks instead of a zoomed-in axis
+        lo, hi = min(doses), max(doses)
+        pad = max(1.25, (4.0 * lo / hi) ** 0.5) if hi > 0 else 1.25
+        ax.set_xlim(lo / pad, hi * pad)
+    # ticks at 1-2-5 steps labelled as percentages: "2%" reads better than "2 x 10^-2"
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{100 * v:.3g}%"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:

@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--preset", default="small", choices=("tiny", "small", "base"), help="network size (default small)")
     p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--resume", action="store_true", help="continue the run in --out")
     g.add_argument("--overwrite", action="store_true", help="delete a previous run in --out first")
@@ -143,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         seed=args.seed,
         device=args.device,
+        threads=args.threads,
         amp=args.amp,
         progress=not args.no_progress,
     )
@@ -194,6 +196,15 @@ def run(args: argparse.Namespace) -> int:
         "resize": f"pad to square, anti-aliased bilinear resize to {args.size}x{args.size}",
         "augmentation": "random left-right flip" + (f"; intensity scale +-{cfg.intensity_scale:g}" if norm.kind == "percentile" else ""),
     }
+    split_path = out / "split.json"
+    if args.resume and split_path.exists():
+        try:
+            old_method = json.loads(split_path.read_text()).get("method")
+        except json.JSONDecodeError:
+            old_method = None
+        if old_method is not None and old_method != split_method:
+            # A different split would leak validation patients into training.
+            raise InputError(split_path, f"--resume with a different split ({split_method}; run has {old_method})")
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         # Patient ids stay in the run directory (never in logs or the shipped config): evaluation

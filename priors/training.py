@@ -110,6 +110,7 @@ class TrainConfig:
     sample_size: int | None = None
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None
     amp: str = "auto"
     progress: bool = True
     flip_lr: bool = True
@@ -190,6 +191,10 @@ class Trainer:
     ):
         self.cfg = cfg = config
         self.out = Path(cfg.out_dir)
+        if cfg.threads:
+            # On a shared, oversubscribed CPU one thread per process can be several times faster
+            # than two (OpenMP threads stall waiting for each other).
+            torch.set_num_threads(cfg.threads)
         self.train_set = train_set
         self.val_set = val_set if val_set is not None and len(val_set) > 0 else None
         self.data_info = dict(data_info or {})
@@ -467,9 +472,9 @@ class Trainer:
         tr = [(r["step"], r["loss"]) for r in recs if r.get("loss") is not None]
         fig, ax = plt.subplots(figsize=(6, 4))
         if tr:
-            ax.plot(*zip(*tr), color="0.7", lw=0.8, label="train loss (batch mean)")
+            ax.plot(*zip(*tr), color="0.7", lw=0.8, label="train loss (training sigmas)")
         if val:
-            ax.plot(*zip(*val), "o-", color="C0", label="validation loss (EMA, whole slices)")
+            ax.plot(*zip(*val), "o-", color="C0", label="validation loss (EMA, whole slices, fixed sigmas)")
         ax.set_xlabel("step")
         ax.set_ylabel("EDM-weighted loss")
         ax.set_yscale("log")

@@ -200,7 +200,7 @@ _TV_NOISE = 1e-3
 def tv_pdhg(
     op: LinearOperator,
     y: torch.Tensor,
-    weight: Optional[float] = None,
+    weight: Optional[float | torch.Tensor] = None,
     n_iter: int = 300,
     nonneg: bool = True,
     *,
@@ -243,7 +243,7 @@ def tv_pdhg(
     return pdhg_tv(
         op,
         y,
-        float(weight),
+        weight,
         n_iter,
         nonneg=nonneg,
         x0=x0,

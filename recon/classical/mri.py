@@ -98,7 +98,7 @@ DEFAULT_CS_TV_WEIGHT = 2e-3
 def cs_tv(
     op: LinearOperator,
     y: torch.Tensor,
-    weight: Optional[float] = None,
+    weight: Optional[float | torch.Tensor] = None,
     n_iter: int = 200,
     *,
     x0: Optional[torch.Tensor] = None,
@@ -129,5 +129,5 @@ def cs_tv(
     if weight is None:
         weight = DEFAULT_CS_TV_WEIGHT
     return pdhg_tv(
-        op, _complex(y), float(weight), n_iter, nonneg=False, x0=x0, absolute_weight=absolute_weight, callback=callback
+        op, _complex(y), weight, n_iter, nonneg=False, x0=x0, absolute_weight=absolute_weight, callback=callback
     )

@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 #: ``callback(step, sigma, x, x0_hat)``: ``x`` is the state after the step, ``x0_hat`` the
-#: (data-consistent, where the sampler has one) denoised estimate of that step; both
+#: denoiser's output at that step (before any data-consistency step); both
 #: ``[B, *op.domain_shape]`` in normalised units.
 Callback = Callable[[int, float, torch.Tensor, torch.Tensor], None]
 

@@ -82,7 +82,8 @@ def sample(
         generator: the only source of randomness.
         noise_std: measurement noise std (scalar or broadcastable to ``y``, normalised units; for complex
             data ``sqrt(E|n|^2)``, see :meth:`~recon.samplers.common.DataTerm.build`). ``None``: noise-free data.
-        callback: ``callback(step, sigma, x, x0_refined)`` after every step.
+        callback: ``callback(step, sigma, x, x0_hat)`` after every step (``x0_hat``: the
+            denoiser's estimate before the CG refinement).
         eta: DDIM stochasticity (0 deterministic, 1 ancestral); 0.85 by default.
         cg_iters: CG iterations per step (5 by default; each costs one ``op.normal``).
         gamma: fixed proximal weight instead of the noise-aware ``1 / r_t^2`` (whitened units when
@@ -135,5 +136,5 @@ def sample(
             if up > 0:
                 x = x + up * noise()
         if callback is not None:
-            callback(i, s, x, x0)
+            callback(i, s, x, x0_hat)
     return x

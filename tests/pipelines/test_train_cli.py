@@ -12,6 +12,17 @@ from recon.errors import InputError
 from tests.priors.helpers import synthetic_ct
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny networks run faster on one thread, especially on a shared CPU.
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _parse(module, argv):
     parser = argparse.ArgumentParser()
     module.register(parser.add_subparsers())
@@ -78,6 +89,10 @@ def test_train_rejects_bad_sizes_and_resume_mismatch(npy_dir, tmp_path):
     b.patch = 8
     with pytest.raises(InputError, match="different patch_size"):
         b.func(b)
+    c = _parse(train_cmd, _train_argv(npy_dir, out, "--resume"))
+    c.val_fraction = 0.5
+    with pytest.raises(InputError, match="different split"):
+        c.func(c)
 
 
 def test_missing_data_path(tmp_path):

@@ -20,7 +20,7 @@ What each sampler guarantees, and the tolerance checked:
   pixel (0.15 RMS), std within [0.8, 1.1] on average.
 * DPS (not an exact sampler; gradient step heuristic): the sample mean must be 3x closer to the
   posterior mean than the prior mean is (RMS in posterior stds), and samples fit the data better than
-  prior draws (mean residual below 0.8x; the paper's step rule with zeta' = 1 moves slowly at 50 NFE).
+  prior draws (mean residual below 0.8x). zeta' = 0.3 (see DPS_ZETA).
 * Correlated (non-isotropic) prior: every sampler's Tweedie / projection step is an approximation
   there, so only: sample mean at least 1.4x closer to the posterior mean than the prior mean (RMS
   in pstd), residual at the right scale.
@@ -55,6 +55,11 @@ def _problem(prior: GaussianPrior, noise_std: float, seed: int = 0):
     mean, cov = prior.posterior(A, y, noise_std**2)
     pstd = cov.diagonal().clamp_min(0).sqrt().reshape(1, 1, H, W)
     return op, y, mean, pstd
+
+
+#: DPS step scale for these 64-pixel images: the paper's zeta' = 1 moves the image by up to 2 (in
+#: norm) per step, half the norm of the whole 8x8 image, and oscillates around the data; 0.3 does not.
+DPS_ZETA = 0.3
 
 
 def _run(name, prior, op, y, noise_std, seed=1, **opts):
@@ -170,7 +175,7 @@ def test_dds_defaults_isotropic(iso_prior):
 
 def test_dps_moves_to_posterior_isotropic(iso_prior):
     op, y, mean, pstd = _problem(iso_prior, 0.05)
-    x = _run("dps", iso_prior, op, y, 0.05, nfe=50)
+    x = _run("dps", iso_prior, op, y, 0.05, nfe=100, zeta=DPS_ZETA)
     _, zrms, _ = _stats(x, mean, pstd)
     prior_z = float(((iso_prior.mean - mean) / pstd).pow(2).mean().sqrt())
     assert zrms < prior_z / 3, (zrms, prior_z)
@@ -183,7 +188,7 @@ def test_dps_moves_to_posterior_isotropic(iso_prior):
 @pytest.mark.parametrize("name", sorted(SAMPLERS))
 def test_correlated_prior_moves_to_posterior(name, corr_prior):
     op, y, mean, pstd = _problem(corr_prior, 0.05)
-    x = _run(name, corr_prior, op, y, 0.05, nfe=60)
+    x = _run(name, corr_prior, op, y, 0.05, nfe=60, **({"zeta": DPS_ZETA} if name == "dps" else {}))
     _, zrms, _ = _stats(x, mean, pstd)
     prior_z = float(((corr_prior.mean - mean) / pstd).pow(2).mean().sqrt())
     assert zrms < prior_z / 1.4, (zrms, prior_z)
@@ -192,16 +197,19 @@ def test_correlated_prior_moves_to_posterior(name, corr_prior):
 
 
 def test_noise_aware_dds_does_not_fit_noise(iso_prior):
-    """Noise-aware DDS keeps the residual at the noise level; noise-free CG would fit the noise."""
-    op, y, _, _ = _problem(iso_prior, 0.2)
-    noise_level = 0.2 * math.sqrt(M)
-    aware = _run("dds", iso_prior, op, y, 0.2, nfe=30, cg_iters=40)
+    """Noise-aware DDS keeps the residual at the level of exact posterior samples; noise-blind CG
+    (noise_std=None) fits the noise exactly (32 equations, 64 unknowns)."""
+    op, y, mean, _ = _problem(iso_prior, 0.2)
+    A = op.matrix
+    _, cov = iso_prior.posterior(A, y, 0.04)
+    expected = float(((op(mean) - y).norm() ** 2 + torch.trace(A @ cov @ A.T)).sqrt())
+    aware = _run("dds", iso_prior, op, y, 0.2, nfe=30, cg_iters=20)
     blind = _run("dds", iso_prior, op, y, 0.0, nfe=30, cg_iters=40)
     yy = y.expand(S, M)
-    r_aware = float((op(aware) - yy).norm(dim=1).mean())
-    r_blind = float((op(blind) - yy).norm(dim=1).mean())
-    assert r_blind < 0.05 * noise_level  # 32 equations, 64 unknowns: converged CG fits y exactly
-    assert 0.5 * noise_level < r_aware < 2.0 * noise_level, (r_aware, noise_level)
+    r_aware = float((op(aware) - yy).norm(dim=1).pow(2).mean().sqrt())
+    r_blind = float((op(blind) - yy).norm(dim=1).pow(2).mean().sqrt())
+    assert r_blind < 0.05 * expected
+    assert 0.6 * expected < r_aware < 1.4 * expected, (r_aware, expected)
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLERS))

@@ -1,0 +1,221 @@
+"""``recon.reconstruct``: shapes, units, dispatch, errors, and every sampler x operator kind."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import recon
+from operators.base import MatrixOperator
+from priors.gaussian import isotropic
+from priors.normalization import CT_WINDOW, MR_PERCENTILE
+from recon.api import METHODS, SAMPLERS, Result, available_methods, reconstruct
+from recon.samplers.common import normalize_problem, operator_modality
+
+IMG = 32
+
+
+# --- fixtures: operators and a tiny EDM prior (skipped with a reason when a module is missing) -------
+def _radon():
+    return pytest.importorskip("operators.radon", reason="operators.radon (ASTRA) not importable")
+
+
+def _parallel(n_views: int = 12):
+    radon = _radon()
+    from operators.geometry import uniform_angles
+
+    return radon.ParallelBeam(IMG, uniform_angles(n_views), pixel_size_mm=1.0)
+
+
+def _fan(n_views: int = 16):
+    radon = _radon()
+    from operators.geometry import uniform_angles
+
+    return radon.FanBeam(IMG, uniform_angles(n_views, 2 * math.pi), source_origin_mm=100.0, origin_detector_mm=50.0)
+
+
+def _fourier(coils: int):
+    fourier = pytest.importorskip("operators.fourier", reason="operators.fourier not importable")
+    mask = torch.zeros(IMG, IMG, dtype=torch.bool)
+    mask[:, ::3] = True
+    mask[:, IMG // 2 - 3: IMG // 2 + 3] = True
+    maps = None
+    if coils > 1:
+        from operators.coils import simulated_coil_maps
+
+        maps = simulated_coil_maps(coils, (IMG, IMG))
+    return fourier.CartesianFourier(mask, maps)
+
+
+def _tiny_edm(modality: str):
+    edm = pytest.importorskip("priors.edm", reason="priors.edm not importable")
+    from priors.network import preset
+
+    torch.manual_seed(0)  # untrained weights: fixed so the test is reproducible
+    norm = CT_WINDOW if modality == "ct" else MR_PERCENTILE
+    return edm.EDMPrior(net_config=preset("tiny"), modality=modality, normalization=norm)
+
+
+def _phantom_hu(b: int = 1) -> torch.Tensor:
+    """Water disk (0 HU) with a bone-like insert (+800 HU) in air (-1000 HU): ``[b, 1, IMG, IMG]``."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, IMG), torch.linspace(-1, 1, IMG), indexing="ij")
+    img = torch.full((IMG, IMG), -1000.0)
+    img[xx**2 + yy**2 < 0.7**2] = 0.0
+    img[(xx - 0.2) ** 2 + (yy + 0.1) ** 2 < 0.2**2] = 800.0
+    out = img.expand(b, 1, IMG, IMG).clone()
+    for i in range(b):
+        out[i] = torch.roll(out[i], shifts=i, dims=-1)
+    return out
+
+
+def _ct_data(op, b: int = 1) -> torch.Tensor:
+    from operators.noise import hu_to_mu
+
+    with torch.no_grad():
+        return op(hu_to_mu(_phantom_hu(b)))
+
+
+def _mr_data(op, b: int = 1) -> torch.Tensor:
+    mag = (_phantom_hu(b) + 1000.0) / 1800.0  # magnitude in [0, 1]
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, IMG), torch.linspace(-1, 1, IMG), indexing="ij")
+    phase = torch.exp(1j * (0.5 * xx + 0.3 * yy)).to(torch.complex64)
+    with torch.no_grad():
+        return op((mag * phase).to(torch.complex64) * 40.0)  # arbitrary scanner scale
+
+
+# --- registry and errors ------------------------------------------------------------------------------
+def test_registry_and_exports():
+    assert set(SAMPLERS) == {"dds", "dps", "song22"}
+    assert set(METHODS) == {"fbp", "sirt", "cgls", "tv", "zero_filled", "cg_sense", "cs_tv"}
+    assert available_methods() == list(SAMPLERS) + list(METHODS)
+    assert recon.reconstruct is reconstruct and recon.Result is Result
+
+
+def _matrix_problem(b: int = 2):
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(20, 36, generator=g, dtype=torch.float64) / 6
+    op = MatrixOperator(A, (1, 6, 6))
+    prior = isotropic((1, 6, 6), 0.09, 0.5)
+    y = op(prior.sample(b, g))
+    return op, prior, y
+
+
+def test_unknown_sampler_lists_options():
+    op, prior, y = _matrix_problem()
+    with pytest.raises(ValueError, match="dds.*dps.*song22.*fbp"):
+        reconstruct(y, op, prior, sampler="nope")
+    with pytest.raises(ValueError, match="needs a prior"):
+        reconstruct(y, op, None, sampler="dds")
+
+
+def test_result_shapes_and_std():
+    op, prior, y = _matrix_problem(b=2)
+    r = reconstruct(y, op, prior, nfe=10, samples=3, seed=1, device="cpu")
+    assert r.mean.shape == (2, 1, 6, 6) and r.std.shape == (2, 1, 6, 6)
+    assert r.samples.shape == (2, 3, 1, 6, 6) and r.residual.shape == (2,)
+    assert r.nfe == 10 and r.seconds > 0 and r.method == "dds"
+    assert bool((r.std > 0).all())
+    assert torch.allclose(r.mean, r.samples.mean(1)) and torch.allclose(r.std, r.samples.std(1))
+    # the noise-free data are fitted: 20 equations, CG from the denoised estimate
+    assert float(r.residual.max()) < 0.05
+    # slices are independent: slice 1 alone with the same seed gives different draws but a close mean
+    r1 = reconstruct(y[1:], op, prior, nfe=10, samples=3, seed=1, device="cpu")
+    assert r1.samples.shape == (1, 3, 1, 6, 6)
+    one = reconstruct(y, op, prior, nfe=10, samples=1, seed=1, device="cpu")
+    assert torch.equal(one.std, torch.zeros_like(one.std))
+    again = reconstruct(y, op, prior, nfe=10, samples=3, seed=1, device="cpu")
+    assert torch.equal(again.samples, r.samples)
+    assert r.settings["seed"] == 1 and r.settings["sampler"] == "dds"
+
+
+def test_noise_std_per_slice_is_repeated_for_samples():
+    op, prior, y = _matrix_problem(b=2)
+    std = torch.tensor([0.01, 0.2], dtype=torch.float64).view(2, 1)
+    r = reconstruct(y, op, prior, nfe=8, samples=2, noise_std=std, device="cpu")
+    assert r.samples.shape == (2, 2, 1, 6, 6)
+
+
+def test_modality_mismatch_errors():
+    op = _fourier(1)
+    prior = isotropic((1, IMG, IMG), 0.09, 0.5, modality="ct", normalization=CT_WINDOW)
+    y = _mr_data(op)
+    with pytest.raises(ValueError, match="modality 'ct'"):
+        reconstruct(y, op, prior)
+    with pytest.raises(ValueError, match="Radon"):
+        reconstruct(y, op, method="fbp")
+
+
+def test_ct_normalisation_composes_hu_to_mu():
+    """A x_norm = y_norm exactly when x_norm is the HU image in the prior's window."""
+    op = _parallel()
+    from operators.noise import MU_WATER_PER_MM
+
+    prior = isotropic((1, IMG, IMG), 0.09, 0.5, modality="ct", normalization=CT_WINDOW)
+    assert operator_modality(op) == "ct"
+    y = _ct_data(op).double()
+    prob = normalize_problem(prior, op, y, 0.01, modality="ct")
+    x_norm = CT_WINDOW.to_normalized(_phantom_hu()).double()
+    assert torch.allclose(op(x_norm), prob.y, rtol=1e-5, atol=1e-5 * float(prob.y.abs().max()))
+    assert torch.allclose(prob.to_physical(x_norm), _phantom_hu().double(), atol=1e-3)
+    assert prob.scale[0] == pytest.approx(MU_WATER_PER_MM * 3072 / 1000)
+    assert float(torch.as_tensor(prob.noise_std).max()) == pytest.approx(0.01 / float(prob.scale[0]))
+
+
+def test_classical_dispatch_ct_and_mr():
+    op = _parallel(24)
+    y = _ct_data(op)
+    r = reconstruct(y, op, method="fbp")
+    assert r.unit == "HU" and r.mean.shape == (1, 1, IMG, IMG) and r.samples.shape == (1, 1, 1, IMG, IMG)
+    assert r.nfe == 0 and torch.equal(r.std, torch.zeros_like(r.std))
+    inside = _phantom_hu()[0, 0] == 0.0
+    assert abs(float(r.mean[0, 0][inside].median())) < 150  # water reads ~0 HU
+    r = reconstruct(y, op, method="cgls", n_iter=5)
+    assert r.method == "cgls" and r.settings["options"]["n_iter"] == 5
+    mop = _fourier(1)
+    ky = _mr_data(mop)
+    r = reconstruct(ky, mop, method="zero_filled")
+    assert not r.mean.is_complex() and r.mean.shape == (1, 1, IMG, IMG) and float(r.residual[0]) < 1e-4
+    with pytest.raises(ValueError, match="Fourier"):
+        reconstruct(y, op, method="cs_tv")
+
+
+# --- every sampler x operator with a tiny EDM prior -------------------------------------------------------
+OPERATORS = {
+    "parallel": lambda: (_parallel(), "ct"),
+    "fan": lambda: (_fan(), "ct"),
+    "fourier1": lambda: (_fourier(1), "mr"),
+    "fourier4": lambda: (_fourier(4), "mr"),
+}
+
+
+@pytest.mark.parametrize("opname", sorted(OPERATORS))
+@pytest.mark.parametrize("name", sorted(SAMPLERS))
+def test_sampler_operator_matrix(name, opname):
+    op, modality = OPERATORS[opname]()
+    prior = _tiny_edm(modality)
+    y = _ct_data(op) if modality == "ct" else _mr_data(op)
+    starts = []
+
+    def cb(step, sigma, x, x0):
+        if step == 0:
+            starts.append(x0.detach().clone())
+
+    nfe = 8
+    r = reconstruct(y, op, prior, sampler=name, nfe=nfe, samples=2, seed=3, device="cpu", callback=cb)
+    assert r.samples.shape == (1, 2, 1, IMG, IMG) and bool(torch.isfinite(r.samples).all())
+    assert r.unit == ("HU" if modality == "ct" else "a.u.")
+    assert r.nfe == nfe
+    # the start: the first denoised estimate (before any data consistency); the end: the estimate
+    prob = normalize_problem(prior, op, y, None, modality=modality)
+    start_u = prob.to_operator_units(starts[0][:1])
+    with torch.no_grad():
+        start_res = float((op(start_u) - y).norm() / y.norm())
+    # DDS and Song project onto the data; DPS takes gradient steps of bounded size (8 NFE here).
+    factor = 0.9 if name == "dps" else 0.5
+    assert float(r.residual[0]) < factor * start_res, (float(r.residual[0]), start_res)
+    again = reconstruct(y, op, prior, sampler=name, nfe=nfe, samples=2, seed=3, device="cpu")
+    assert torch.equal(again.samples, r.samples)
+    other = reconstruct(y, op, prior, sampler=name, nfe=nfe, samples=2, seed=4, device="cpu")
+    assert not torch.equal(other.samples, r.samples)
