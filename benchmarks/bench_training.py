@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from priors.datasets import SliceDataset, split_by_patient  # noqa: E402
 from priors.normalization import CT_WINDOW  # noqa: E402
-from priors.training import TrainConfig, Trainer, edm_loss  # noqa: E402
+from priors.training import TrainConfig, Trainer  # noqa: E402
 
 
 def _synthetic(n: int, size: int, seed: int = 0) -> list[np.ndarray]:

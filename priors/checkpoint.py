@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from priors.edm import EDMPrior
-from priors.network import UNet, UNetConfig
+from priors.network import UNetConfig
 from priors.normalization import Normalization
 from recon.errors import InputError
 

@@ -34,12 +34,11 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 

@@ -99,3 +99,24 @@ def test_missing_data_path(tmp_path):
     a = _parse(train_cmd, _train_argv(tmp_path / "absent", tmp_path / "r"))
     with pytest.raises(InputError, match="no such file"):
         a.func(a)
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_two_processes(npy_dir, tmp_path):
+    """DistributedDataParallel over gloo on CPU: two processes split the batch, rank 0 writes."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("torchrun") is None and not (os.path.dirname(sys.executable) and os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun"))):
+        pytest.skip("torchrun not available")
+    out = tmp_path / "ddp"
+    argv = _train_argv(npy_dir, out, "--threads", "1")[1:]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "pipelines.train", *argv]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]), env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    cfg = json.loads((out / "checkpoint/config.json").read_text())
+    assert cfg["training"]["world_size"] == 2 and cfg["training"]["steps"] == 4
