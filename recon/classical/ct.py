@@ -157,16 +157,20 @@ def transmission_weights(y: torch.Tensor) -> torch.Tensor:
     For Poisson counts ``N ~ Poisson(I0 exp(-p))`` the log-transformed line integral
     ``y = -log(N / I0)`` has variance about ``1 / (I0 exp(-p))``, so the inverse-variance weight is
     proportional to ``exp(-y)`` (Sauer & Bouman 1993; Thibault et al. 2007). The weights are
-    normalised to mean 1 per item so that ``I0`` cancels and the TV weight keeps its meaning.
+    normalised by their geometric mean per item, ``w = exp(-(y - mean(y)))``: ``I0`` cancels and
+    a ray of typical attenuation keeps weight 1, so the TV weight keeps its unweighted meaning
+    (normalising by the arithmetic mean would let the unattenuated rays outside the body set the
+    scale and leave every ray through the body with a weight near 0).
 
     Args:
         y: line integrals ``[B, ...]``.
 
     Returns:
-        Weights of the same shape, positive, mean 1 per item.
+        Positive weights of the same shape, geometric mean 1 per item.
     """
-    w = torch.exp(-y.clamp_min(0))
-    return w / w.reshape(w.shape[0], -1).mean(dim=1).reshape(-1, *([1] * (w.ndim - 1)))
+    yc = y.clamp_min(0)
+    mean = yc.reshape(yc.shape[0], -1).mean(dim=1).reshape(-1, *([1] * (yc.ndim - 1)))
+    return torch.exp(mean - yc)
 
 
 def default_tv_weight(n_views: Optional[int], i0: Optional[float] = None) -> float:

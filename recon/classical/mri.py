@@ -48,7 +48,7 @@ def zero_filled(op: LinearOperator, y: torch.Tensor) -> torch.Tensor:
 def cg_sense(
     op: LinearOperator,
     y: torch.Tensor,
-    n_iter: int = 30,
+    n_iter: int = 6,
     l2: float = 0.0,
     x0: Optional[torch.Tensor] = None,
     tol: Optional[float] = None,
@@ -64,11 +64,16 @@ def cg_sense(
     Args:
         op: Fourier-type operator (single coil or SENSE).
         y: k-space ``[B, n_coils, H, W]``.
-        n_iter: CG iterations. Default 30: for the 8-coil brain data (~12.7 % Poisson-disc
-            sampling) the agreement with BART's reconstruction and the PSNR on 4x/8x BraTS data
-            change by < 0.1 dB beyond that, while noise amplification (semi-convergence) would
-            slowly grow.
-        l2: relative Tikhonov weight (0: none). Early stopping is the main regulariser.
+        n_iter: CG iterations; early stopping is the regulariser (semi-convergence). Default 6,
+            tuned on the one real multi-coil data set (``mr_brain_kspace_8coil``: 8 coils,
+            ~12.7 % Poisson-disc sampling, ESPIRiT maps) against BART's full-data
+            reconstruction: PSNR (mr_metrics, after intensity matching) 30.0 / 32.0 / 33.3 / 33.3 /
+            33.1 / 24.3 dB at 2 / 3 / 5 / 6 / 8 / 30 iterations; noise amplification dominates
+            beyond ~8. Better-conditioned problems (fewer-fold undersampling) converge within
+            these few iterations anyway, and with a full mask one iteration is exact.
+        l2: relative Tikhonov weight (0: none). On the same data ``l2 = 0.03`` with 30
+            iterations reaches 33.1 dB and stops depending on ``n_iter``, at the price of a
+            global intensity bias ``1 / (1 + l2)`` where data are complete.
         x0: starting image; default zeros.
         tol: optional relative residual tolerance for early exit.
 
@@ -92,14 +97,14 @@ def cg_sense(
 
 
 #: Default relative TV weight for :func:`cs_tv` (tuned, see its docstring).
-DEFAULT_CS_TV_WEIGHT = 2e-3
+DEFAULT_CS_TV_WEIGHT = 3e-3
 
 
 def cs_tv(
     op: LinearOperator,
     y: torch.Tensor,
     weight: Optional[float | torch.Tensor] = None,
-    n_iter: int = 200,
+    n_iter: int = 300,
     *,
     x0: Optional[torch.Tensor] = None,
     absolute_weight: bool = False,
@@ -116,8 +121,14 @@ def cs_tv(
         op: Fourier-type operator.
         y: k-space ``[B, n_coils, H, W]``.
         weight: relative TV weight (``lam = weight * ||A||^2 * s``, ``s`` the 99th percentile of
-            the zero-filled magnitude); default :data:`DEFAULT_CS_TV_WEIGHT`.
-        n_iter: iterations. Default 200.
+            the zero-filled magnitude); default :data:`DEFAULT_CS_TV_WEIGHT` = 3e-3. Tuned by a
+            sweep over {3e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2} on three BraTS slices (FLAIR/T1c,
+            three patients, background-subtracted magnitude, single coil, equispaced 4x with 8 %
+            centre and 8x with 4 % centre): the mean PSNR is flat within 0.1 dB over 1e-3..4e-3 at
+            4x and peaks at 2e-3..4e-3 at 8x; on the real 8-coil data 3e-3 is best of
+            {3e-4, 1e-3, 3e-3, 1e-2}. The optimum barely moves with acceleration, so one constant.
+        n_iter: iterations. Default 300: 200 iterations leave the larger weights short of
+            convergence (SSIM still rising), 400 change PSNR by < 0.2 dB.
         x0: starting image; default zero-filled.
         absolute_weight: take ``weight`` as ``lam`` itself.
         callback: ``callback(k, x)`` after each iteration.

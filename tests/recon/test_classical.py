@@ -128,35 +128,36 @@ def test_sirt_rejects_operators_with_negative_entries():
 
 
 def test_tv_pdhg_objective_decreases_and_approaches_optimum():
-    op = ct_matrix_op(24, 30)
-    x_true = phantom(24)
+    op = ct_matrix_op(16, 20)
+    x_true = phantom(16)
     y = op(x_true) + 0.5 * torch.randn(op(x_true).shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     lam = 2.0
     objs: dict[int, float] = {}
-    checkpoints = {0, 10, 50, 200, 799}
+    checkpoints = {0, 10, 50, 200, 599}
 
     def cb(k, x):
         if k in checkpoints:
             objs[k] = float(tv_objective(op, x, y, lam))
 
-    x = classical.tv_pdhg(op, y, weight=lam, absolute_weight=True, n_iter=800, nonneg=True, callback=cb)
+    x = classical.tv_pdhg(op, y, weight=lam, absolute_weight=True, n_iter=600, nonneg=True, callback=cb)
     seq = [objs[k] for k in sorted(objs)]
     assert all(b <= a * (1 + 1e-4) for a, b in zip(seq, seq[1:])), seq
-    # Against a long run: the 800-iteration objective is within 0.1 % of the 3000-iteration one.
-    x_long = classical.tv_pdhg(op, y, weight=lam, absolute_weight=True, n_iter=3000, nonneg=True)
+    # Against a long run: the 600-iteration objective is within 0.1 % of the 2500-iteration one.
+    x_long = classical.tv_pdhg(op, y, weight=lam, absolute_weight=True, n_iter=2500, nonneg=True)
     f_long = float(tv_objective(op, x_long, y, lam))
     assert seq[-1] <= f_long * 1.001
     assert (x >= 0).all()
 
 
 def test_tv_pdhg_beats_least_squares_on_piecewise_constant_phantom_matrix():
-    # 12 views of a 24x24 image: under-determined; the min-norm LS solution streaks, TV does not.
+    # 12 views of a 24x24 image: under-determined; the min-norm LS solution streaks, while
+    # exact data and a small TV weight recover the piecewise-constant image (~48 dB vs ~26 dB).
     op = ct_matrix_op(24, 12)
     x_true = phantom(24)
     y = op(x_true)
     x_ls = op.pinv(y)
-    x_tv = classical.tv_pdhg(op, y, n_iter=500)
-    assert psnr(x_tv[0, 0], x_true[0, 0], data_range=2.0) > psnr(x_ls[0, 0], x_true[0, 0], data_range=2.0) + 5
+    x_tv = classical.tv_pdhg(op, y, weight=1e-4, n_iter=500, x0=x_ls)
+    assert psnr(x_tv[0, 0], x_true[0, 0], data_range=2.0) > psnr(x_ls[0, 0], x_true[0, 0], data_range=2.0) + 15
 
 
 def test_tv_pdhg_relative_weight_is_scale_invariant():
