@@ -168,8 +168,13 @@ def _mr_study(path: Path) -> Study:
             return CartesianFourier(mask)
         return CartesianFourier(mask, coil_maps=torch.stack([coil_maps(i) for i in idx]))
 
+    # multi-coil slices carry their own coil maps: one slice per batch (its samples form the batch);
+    # single-coil slices with the same mask are batched together
     mask_ids: dict[bytes, int] = {}
-    keys = [mask_ids.setdefault(masks[i].numpy().tobytes(), len(mask_ids)) for i in range(study.n_slices)]
+    if study.n_coils > 1:
+        keys = list(range(study.n_slices))
+    else:
+        keys = [mask_ids.setdefault(masks[i].numpy().tobytes(), len(mask_ids)) for i in range(study.n_slices)]
     variance = None
     noise_std = study.meta.get("noise_std_absolute")
     if noise_std:
