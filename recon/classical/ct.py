@@ -223,8 +223,8 @@ def tv_pdhg(
     """TV-regularised least squares for CT by Chambolle-Pock primal-dual iterations.
 
     Solves ``min_{x >= 0} 1/2 ||A x - y||_W^2 + lam TV(x)`` (isotropic TV) with Algorithm 1 of
-    Chambolle & Pock (2011), ``K = [A; grad]``, step sizes from a power-iteration estimate of
-    ``||K||`` on the normalised problem (:func:`recon.classical.tv.pdhg_tv`).
+    Chambolle & Pock (2011), ``K = [A; grad]``, step sizes from a bound on ``||K||`` built on a
+    power-iteration estimate of ``||A||`` (:func:`recon.classical.tv.pdhg_tv`).
 
     Args:
         op: Radon-type operator (any real operator with 2D image domain).
