@@ -65,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--snapshot-every", type=int, default=0, help="keep a weights-only copy every N steps")
     p.add_argument("--samples", type=int, default=8, help="sample-grid size at each checkpoint, 0 = none")
     p.add_argument("--sample-steps", type=int, default=18, help="Heun steps for the sample grid")
+    p.add_argument("--sample-every", type=int, default=0, help="steps between sample grids (default: every checkpoint)")
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"), help="autocast on CUDA")
     p.add_argument("--seed", type=int, default=0)
@@ -141,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         snapshot_every=args.snapshot_every,
         sample_n=args.samples,
         sample_steps=args.sample_steps,
+        sample_every=args.sample_every,
         log_every=args.log_every,
         seed=args.seed,
         device=args.device,

@@ -106,6 +106,7 @@ class TrainConfig:
     log_every: int = 10
     sample_n: int = 8
     sample_steps: int = 18
+    sample_every: int = 0
     sample_size: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -469,6 +470,8 @@ class Trainer:
         recs = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         val = [(r["step"], r["val_loss"]) for r in recs if r.get("val_loss") is not None]
         tr = [(r["step"], r["loss"]) for r in recs if r.get("loss") is not None]
+        if not (val or tr):
+            return
         fig, ax = plt.subplots(figsize=(6, 4))
         if tr:
             ax.plot(*zip(*tr), color="0.7", lw=0.8, label="train loss (training sigmas)")
@@ -494,7 +497,10 @@ class Trainer:
             self.last_val, rec["val_loss_by_sigma"] = v
             rec["val_loss"] = self.last_val
         self.save()
-        if self.cfg.sample_n > 0:
+        every = self.cfg.sample_every
+        # Sampling whole slices costs 2 * steps - 1 network passes per image: on a CPU it may be
+        # done at every k-th checkpoint only (and always at the last one).
+        if self.cfg.sample_n > 0 and (not every or self.step % every == 0 or self.step >= self.cfg.steps):
             gen = torch.Generator().manual_seed(self.cfg.seed + 7)
             sample_grid_png(
                 self.ema,

@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import torch
 
 from operators.base import LinearOperator
-from recon.classical.tv import operator_norm, pdhg_tv
+from recon.classical.tv import pdhg_tv
 from recon.linalg import conjugate_gradient
 
 __all__ = ["fbp", "sirt", "cgls", "tv_pdhg", "default_tv_weight", "transmission_weights"]

@@ -21,6 +21,8 @@ __all__ = ["zero_filled", "cg_sense", "cs_tv", "DEFAULT_CS_TV_WEIGHT"]
 
 
 def _check(op: LinearOperator, y: torch.Tensor, what: str) -> None:
+    if not op.domain_complex:
+        raise ValueError(f"{what}: needs a complex-image (MRI) operator; for a real operator use recon.classical.ct")
     op.check_range(y)
 
 

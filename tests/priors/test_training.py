@@ -59,6 +59,12 @@ def test_run_writes_checkpoint_samples_metrics(tmp_path):
     assert cfg_json["training"]["steps"] == 6 and cfg_json["prior"]["patch_size"] == 16
 
 
+def test_sample_every_skips_intermediate_grids(tmp_path):
+    cfg = _cfg(tmp_path, steps=6, checkpoint_every=2, sample_n=1, sample_steps=2, sample_every=4)
+    Trainer(cfg, tiny_dataset(), None).run()
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step_0000004.png", "step_0000006.png"]
+
+
 def test_validation_loss_is_reproducible(tmp_path):
     tr = Trainer(_cfg(tmp_path), tiny_dataset(), tiny_dataset(n=2, patch=None, seed=5))
     a, b = tr.validation_loss(), tr.validation_loss()
