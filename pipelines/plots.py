@@ -233,9 +233,14 @@ def setting_panel(
     rows = 3 if stds else 2
     vmin, vmax = display_range(reference, modality)
     if modality == "ct":
-        err_scale, err_unit = CT_ERROR_FULL_SCALE_HU, "HU"
+        err_scale = CT_ERROR_FULL_SCALE_HU
     else:
-        err_scale, err_unit = MR_ERROR_FULL_SCALE * (vmax - vmin), "x ref p99.9"
+        # MR in units of the reference's 99.9th percentile (the metrics' normalisation), so the
+        # colour bar reads as a fraction of the image's bright level
+        reference = reference / vmax
+        images = {m: im / vmax for m, im in images.items()}
+        stds = {m: sd / vmax for m, sd in stds.items()}
+        vmin, vmax, err_scale = 0.0, 1.0, MR_ERROR_FULL_SCALE
     # constrained layout: the shared colour bar takes its space without overlapping the images
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols + 0.6, 2.75 * rows), squeeze=False, layout="constrained")
     axes[0, 0].imshow(reference, cmap="gray", vmin=vmin, vmax=vmax)
@@ -261,7 +266,7 @@ def setting_panel(
         ax.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
-    scale_text = f"0-{CT_ERROR_FULL_SCALE_HU:g} HU" if modality == "ct" else f"0-{MR_ERROR_FULL_SCALE:g} {err_unit}"
+    scale_text = "HU" if modality == "ct" else "fraction of reference p99.9"
     if err_im is not None:
         cb = fig.colorbar(err_im, ax=axes[1:, :], fraction=0.03, pad=0.01, shrink=0.9)
         cb.set_label(f"|error|{', std' if std_im is not None else ''} ({scale_text})", fontsize=8)

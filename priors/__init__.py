@@ -6,6 +6,7 @@ from priors.checkpoint import load_checkpoint, read_config, save_checkpoint
 from priors.datasets import SliceDataset, split_by_patient
 from priors.device import resolve_device
 from priors.edm import EDMPrior, edm_coefficients
+from priors.errors import PriorError
 from priors.network import PRESETS, UNet, UNetConfig, preset
 from priors.normalization import CT_WINDOW, MR_PERCENTILE, Normalization
 from priors.registry import available_priors, load_prior
@@ -22,6 +23,7 @@ from priors.training import TrainConfig, Trainer, train
 __all__ = [
     "Prior",
     "EDMPrior",
+    "PriorError",
     "UNet",
     "UNetConfig",
     "PRESETS",

@@ -8,7 +8,7 @@ A checkpoint is a directory::
     training_state.safetensors   optional: raw weights, optimizer moments, RNG states (for resume)
     training_state.json          optional: step, optimizer hyper-parameters, scalar training state
 
-Loading checks everything it can and raises :class:`recon.errors.InputError` with one line naming
+Loading checks everything it can and raises :class:`priors.errors.PriorError` with one line naming
 the file and the problem: a missing file, unreadable JSON, an unknown format version, a truncated or
 corrupt safetensors file (header check plus a sha256 of the weights recorded in ``config.json``),
 and weights that do not match the architecture (missing / unexpected keys, wrong shapes).
@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from priors.edm import EDMPrior
 from priors.network import UNetConfig
 from priors.normalization import Normalization
-from recon.errors import InputError
+from priors.errors import PriorError
 
 __all__ = [
     "FORMAT",
@@ -116,25 +116,25 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: d
 
 
 def load_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Read a safetensors file; a missing, truncated or corrupt file raises ``InputError``."""
+    """Read a safetensors file; a missing, truncated or corrupt file raises ``PriorError``."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(path, "file is missing")
+        raise PriorError(path, "file is missing")
     try:
         return load_file(str(path), device=str(device))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise InputError(path, f"not a readable safetensors file (truncated or corrupt?): {str(e).splitlines()[0]}") from None
+        raise PriorError(path, f"not a readable safetensors file (truncated or corrupt?): {str(e).splitlines()[0]}") from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise InputError(path, "file is missing")
+        raise PriorError(path, "file is missing")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(path, f"invalid JSON: {e}") from None
+        raise PriorError(path, f"invalid JSON: {e}") from None
     if not isinstance(data, dict):
-        raise InputError(path, "expected a JSON object")
+        raise PriorError(path, "expected a JSON object")
     return data
 
 
@@ -151,15 +151,15 @@ def resolve_checkpoint_dir(path: str | Path) -> Path:
     """A checkpoint directory, or a training run directory holding one in ``checkpoint/``."""
     p = Path(path)
     if not p.exists():
-        raise InputError(p, "no such checkpoint directory")
+        raise PriorError(p, "no such checkpoint directory")
     if not p.is_dir():
-        raise InputError(p, "a prior checkpoint is a directory with config.json and weights.safetensors")
+        raise PriorError(p, "a prior checkpoint is a directory with config.json and weights.safetensors")
     if (p / CONFIG_FILE).exists() or (p / WEIGHTS_FILE).exists():
         return p
     for sub in ("checkpoint", "checkpoint.old"):
         if is_checkpoint_dir(p / sub):
             return p / sub
-    raise InputError(p, f"not a prior checkpoint: {CONFIG_FILE} and {WEIGHTS_FILE} are missing")
+    raise PriorError(p, f"not a prior checkpoint: {CONFIG_FILE} and {WEIGHTS_FILE} are missing")
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -168,13 +168,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
     cfg_path = d / CONFIG_FILE
     cfg = _read_json(cfg_path)
     if cfg.get("format") != FORMAT:
-        raise InputError(cfg_path, f"not a {FORMAT} config (format={cfg.get('format')!r})")
+        raise PriorError(cfg_path, f"not a {FORMAT} config (format={cfg.get('format')!r})")
     ver = cfg.get("format_version")
     if ver != FORMAT_VERSION:
-        raise InputError(cfg_path, f"unsupported format_version {ver!r} (this version reads {FORMAT_VERSION})")
+        raise PriorError(cfg_path, f"unsupported format_version {ver!r} (this version reads {FORMAT_VERSION})")
     for key in ("prior", "architecture"):
         if not isinstance(cfg.get(key), dict):
-            raise InputError(cfg_path, f"missing section {key!r}")
+            raise PriorError(cfg_path, f"missing section {key!r}")
     return cfg
 
 
@@ -251,11 +251,11 @@ def prior_from_config(cfg: dict[str, Any], cfg_path: Path | None = None) -> EDMP
             metadata=meta,
         )
     except (KeyError, TypeError, ValueError) as e:
-        raise InputError(cfg_path, f"invalid prior config: {e}") from None
+        raise PriorError(cfg_path, f"invalid prior config: {e}") from None
 
 
 def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
-    """Raise ``InputError`` unless ``state`` has exactly ``model``'s keys and shapes."""
+    """Raise ``PriorError`` unless ``state`` has exactly ``model``'s keys and shapes."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -268,22 +268,22 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], pat
     if wrong:
         problems.append(f"{len(wrong)} shape mismatches (e.g. {wrong[0]})")
     if problems:
-        raise InputError(path, "weights do not match config.json architecture: " + "; ".join(problems))
+        raise PriorError(path, "weights do not match config.json architecture: " + "; ".join(problems))
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", *, verify_hash: bool = True) -> EDMPrior:
     """Load a checkpoint directory (or a training run directory) as an :class:`EDMPrior` in eval mode.
 
-    Raises ``InputError`` (one line: file and problem) for anything that cannot be loaded.
+    Raises ``PriorError`` (one line: file and problem) for anything that cannot be loaded.
     """
     d = resolve_checkpoint_dir(path)
     cfg = read_config(d)
     wpath = d / WEIGHTS_FILE
     if not wpath.is_file():
-        raise InputError(wpath, "file is missing")
+        raise PriorError(wpath, "file is missing")
     expected_hash = (cfg.get("weights") or {}).get("sha256")
     if verify_hash and expected_hash and _sha256(wpath) != expected_hash:
-        raise InputError(wpath, "sha256 differs from config.json (corrupt or replaced weights)")
+        raise PriorError(wpath, "sha256 differs from config.json (corrupt or replaced weights)")
     state = load_tensors(wpath)
     prior = prior_from_config(cfg, d / CONFIG_FILE)
     check_state_dict(prior.net, state, wpath)

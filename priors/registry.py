@@ -13,7 +13,7 @@ import torch
 
 from priors.checkpoint import is_checkpoint_dir, load_checkpoint
 from priors.edm import EDMPrior
-from recon.errors import InputError
+from priors.errors import PriorError
 
 __all__ = ["load_prior", "available_priors", "bundled_prior_dirs"]
 
@@ -57,8 +57,8 @@ def load_prior(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     """Load a bundled prior by name (``"ct"``, ``"mr"``) or a checkpoint directory by path.
 
     Returns an :class:`EDMPrior` in eval mode with gradients disabled. A path is anything that
-    contains a path separator or exists on disk; an unknown name raises ``InputError`` listing the
-    available names; a bad checkpoint raises ``InputError`` naming the file and the problem.
+    contains a path separator or exists on disk; an unknown name raises ``PriorError`` listing the
+    available names; a bad checkpoint raises ``PriorError`` naming the file and the problem.
     """
     from priors.device import resolve_device
 
@@ -71,4 +71,4 @@ def load_prior(name_or_path: str | Path, device: str | torch.device = "cpu") -> 
     if text in bundled:
         return load_checkpoint(bundled[text], dev)
     names = ", ".join(sorted(bundled)) or "none installed"
-    raise InputError(None, f"unknown prior {text!r}: not a checkpoint directory and not a bundled prior (available: {names})")
+    raise PriorError(None, f"unknown prior {text!r}: not a checkpoint directory and not a bundled prior (available: {names})")

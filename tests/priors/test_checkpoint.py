@@ -5,7 +5,7 @@ import torch
 
 from priors.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from priors.registry import available_priors, load_prior
-from recon.errors import InputError
+from priors.errors import PriorError
 
 from tests.priors.helpers import tiny_prior
 
@@ -43,10 +43,10 @@ def test_truncated_weights_refused(saved):
     w = path / "weights.safetensors"
     data = w.read_bytes()
     w.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputError, match="weights.safetensors"):
+    with pytest.raises(PriorError, match="weights.safetensors"):
         load_checkpoint(path)
     # Even without the hash check, the safetensors header no longer matches the file.
-    with pytest.raises(InputError, match="truncated or corrupt"):
+    with pytest.raises(PriorError, match="truncated or corrupt"):
         load_checkpoint(path, verify_hash=False)
 
 
@@ -56,27 +56,27 @@ def test_corrupted_byte_refused(saved):
     data = bytearray(w.read_bytes())
     data[-10] ^= 0xFF
     w.write_bytes(bytes(data))
-    with pytest.raises(InputError, match="sha256"):
+    with pytest.raises(PriorError, match="sha256"):
         load_checkpoint(path)
 
 
 def test_garbage_weights_refused(saved):
     _, path = saved
     (path / "weights.safetensors").write_bytes(b"not a safetensors file at all")
-    with pytest.raises(InputError, match="weights.safetensors"):
+    with pytest.raises(PriorError, match="weights.safetensors"):
         load_checkpoint(path, verify_hash=False)
 
 
 def test_missing_files_refused(saved, tmp_path):
     _, path = saved
     (path / "weights.safetensors").unlink()
-    with pytest.raises(InputError, match="weights.safetensors: file is missing"):
+    with pytest.raises(PriorError, match="weights.safetensors: file is missing"):
         load_checkpoint(path)
-    with pytest.raises(InputError, match="no such checkpoint"):
+    with pytest.raises(PriorError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "nowhere")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(InputError, match="not a prior checkpoint"):
+    with pytest.raises(PriorError, match="not a prior checkpoint"):
         load_checkpoint(empty)
 
 
@@ -86,10 +86,10 @@ def test_bad_json_and_version_refused(saved):
     cfg = json.loads(cfg_path.read_text())
     cfg["format_version"] = 99
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(InputError, match="unsupported format_version 99"):
+    with pytest.raises(PriorError, match="unsupported format_version 99"):
         load_checkpoint(path)
     cfg_path.write_text("{ not json")
-    with pytest.raises(InputError, match="invalid JSON"):
+    with pytest.raises(PriorError, match="invalid JSON"):
         load_checkpoint(path)
 
 
@@ -99,24 +99,24 @@ def test_config_weights_mismatch_refused(saved):
     cfg = json.loads(cfg_path.read_text())
     cfg["architecture"]["model_channels"] = 16
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(InputError, match="do not match config.json architecture: .*shape mismatches"):
+    with pytest.raises(PriorError, match="do not match config.json architecture: .*shape mismatches"):
         load_checkpoint(path)
     cfg["architecture"]["model_channels"] = 8
     cfg["architecture"]["channel_mult"] = [1, 2, 2]
     cfg_path.write_text(json.dumps(cfg))
-    with pytest.raises(InputError, match="missing tensors"):
+    with pytest.raises(PriorError, match="missing tensors"):
         load_checkpoint(path)
 
 
 def test_error_is_one_line(saved):
     _, path = saved
     (path / "weights.safetensors").write_bytes(b"\x00" * 3)
-    with pytest.raises(InputError) as info:
+    with pytest.raises(PriorError) as info:
         load_checkpoint(path, verify_hash=False)
     assert "\n" not in str(info.value)
 
 
 def test_unknown_name_lists_available():
-    with pytest.raises(InputError, match=r"unknown prior 'nosuchprior'.*available"):
+    with pytest.raises(PriorError, match=r"unknown prior 'nosuchprior'.*available"):
         load_prior("nosuchprior")
     assert isinstance(available_priors(), list)
