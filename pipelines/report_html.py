@@ -45,6 +45,7 @@ figcaption { font-size: 0.85em; color: #57606a; margin-top: 0.3em; }
 .panel { margin: 0.8em 0 1.6em; background: #fff; border: 1px solid #d0d7de; padding: 0.5em; }
 .scroll { overflow-x: auto; }
 .na { color: #9a6700; }
+table.summary td, table.summary th { white-space: normal; min-width: 7em; }
 """
 
 
@@ -153,7 +154,7 @@ def render_report(c: ReportContent) -> str:
                 else:
                     cells.append(f"<td>{_e(v)}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
-        parts.append(f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>')
+        parts.append(f'<div class="scroll"><table class="summary"><tr>{head}</tr>{"".join(body)}</table></div>')
     for note in c.notes:
         parts.append(f'<p class="muted">{_e(note)}</p>')
     parts.append('<h2 id="data">Data and settings</h2>')
