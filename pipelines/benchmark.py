@@ -181,18 +181,18 @@ def _is_nifti(p: Path) -> bool:
 
 
 def _nifti_files(path: Path) -> list[Path]:
-    from pipelines.training_data import _is_mask_name
+    from pipelines.training_data import is_mask_name
 
-    return sorted(p for p in path.iterdir() if _is_nifti(p) and not _is_mask_name(p.name))
+    return sorted(p for p in path.iterdir() if _is_nifti(p) and not is_mask_name(p.name))
 
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     """Non-empty axial slices (shifted to non-negative magnitude) and in-plane spacing of a NIfTI file."""
     import nibabel as nib
 
-    from pipelines.training_data import _nifti_slices
+    from pipelines.training_data import nifti_slices
 
-    slices = _nifti_slices(path)
+    slices = nifti_slices(path)
     if not slices:
         raise InputError(path, "NIfTI volume has no non-empty slices")
     zooms = nib.load(str(path)).header.get_zooms()

@@ -217,12 +217,12 @@ def _read_series(folder: Path, files: Sequence[Path], modality: str) -> list[tup
     return out
 
 
-def _is_mask_name(name: str) -> bool:
+def is_mask_name(name: str) -> bool:
     low = name.lower()
     return any(w in low for w in MASK_WORDS)
 
 
-def _nifti_slices(path: Path) -> list[np.ndarray]:
+def nifti_slices(path: Path) -> list[np.ndarray]:
     import nibabel as nib
 
     try:
@@ -295,11 +295,11 @@ def load_training_slices(paths: Sequence[str | Path], modality: str) -> Training
         for f in files:
             name = f.name.lower()
             if name.endswith(NIFTI_SUFFIXES):
-                if _is_mask_name(name):
+                if is_mask_name(name):
                     continue
                 vid = str(f)
                 pid = f.parent.name if f.parent != root or root.is_file() else f.name.split(".")[0]
-                for s in _nifti_slices(f):
+                for s in nifti_slices(f):
                     data.add(s, pid, vid, src)
             elif name.endswith(".npy"):
                 try:

@@ -207,9 +207,10 @@ def pdhg_tv(
         op_norm: ``||A||`` if already known (saves a power iteration).
         step_ratio: ``sigma / tau``. The primal image is normalised to O(1) while the dual
             variables live on a different scale; small ratios (larger primal steps) converge
-            markedly faster here: on 256x256 CT slices at 16-60 views, ratio 0.03-0.1 reaches
-            within 0.1 dB of the optimum's PSNR in about 200-300 iterations, ratio 1 needs well
-            over 400. Default 0.05.
+            markedly faster here. Measured on a 256x256 CT slice (HU-window PSNR after
+            100/200/400 iterations): 16 views, ratio 0.03: 25.16/25.62/25.69 dB, 0.1:
+            24.62/25.15/25.49, 1: 23.29/23.73/24.11; 60 views, ratio 0.03: 29.62/30.91/30.86,
+            0.1: 30.77/30.92/30.90. Default 0.05, between the two good values.
         callback: called as ``callback(k, x)`` after iteration ``k`` with the current image in
             original units (for monitoring objectives in tests and benchmarks).
 

@@ -80,8 +80,8 @@ def test_tv_beats_fbp_on_real_ct_60_views(shared_data):
         m_tv = ct_metrics(noise.mu_to_hu(classical.tv_pdhg(op, y)), ref)
         gains.append(float(m_tv["psnr"][0] - m_fbp["psnr"][0]))
         assert m_tv["ssim"][0] > m_fbp["ssim"][0]
-    # Measured: +1.5 to +3 dB for the default weight at 60 views.
-    assert min(gains) > 0.5, gains
+    # The benchmark measures +7 dB on average at 60 views (3 other patients); 2 dB is a safe floor.
+    assert min(gains) > 2.0, gains
 
 
 # --- MRI ------------------------------------------------------------------------------------------------
@@ -127,7 +127,8 @@ def test_cg_sense_on_real_8coil_kspace_matches_bart_reference(shared_data):
 
     nrmse_cg, psnr_cg, ssim_cg = agreement(classical.cg_sense(op, y))
     nrmse_zf, psnr_zf, _ = agreement(classical.zero_filled(op, y))
-    # Measured with the defaults: NRMSE 0.071, PSNR 33.3 dB, SSIM 0.88 (zero-filled: 0.21, 24.0 dB).
+    # Measured with the defaults (6 iterations, ESPIRiT maps): NRMSE 0.071, PSNR 33.3 dB,
+    # SSIM 0.88; zero-filled: NRMSE 0.21, 24.0 dB.
     assert nrmse_cg < 0.09, nrmse_cg
     assert psnr_cg > 31.5 and ssim_cg > 0.84, (psnr_cg, ssim_cg)
     assert psnr_cg > psnr_zf + 6
