@@ -47,7 +47,7 @@ import numpy as np
 
 from recon.errors import InputError
 from recon.io.atomic import atomic_path, atomic_save_npy, atomic_save_npz, atomic_write_bytes, atomic_write_json
-from recon.io.sinogram_dir import load_json
+from recon.io.sinogram_dir import identity_and_reference, load_json
 
 SIDECAR = "kspace.json"
 _DATA_NAMES = ("kspace.npy", "kspace.npz", "kspace.h5", "kspace.hdf5", "kspace.cfl", "ksp.cfl")
@@ -420,7 +420,7 @@ def read_kspace_dir(path: str | Path) -> KspaceStudy:
     elif not (isinstance(names, list) and len(names) == n and all(isinstance(s, str) for s in names)):
         raise InputError(spath, f"field 'slices' must list {n} names (one per slice)")
 
-    identity, reference = _identity_and_reference(root, sidecar, spath)
+    identity, reference = identity_and_reference(root, sidecar, spath)
     return KspaceStudy(
         kspace=np.ascontiguousarray(k, dtype=np.complex64),
         mask=np.ascontiguousarray(mask),
@@ -434,30 +434,6 @@ def read_kspace_dir(path: str | Path) -> KspaceStudy:
         attrs=attrs,
         path=data_path,
     )
-
-
-def _identity_and_reference(root: Path, sidecar: Mapping[str, Any], spath: Path) -> tuple[dict[str, str] | None, Path | None]:
-    identity: dict[str, str] | None = None
-    reference: Path | None = None
-    if sidecar.get("identity") is not None:
-        if not isinstance(sidecar["identity"], dict):
-            raise InputError(spath, "field 'identity' must be an object of DICOM keyword -> string")
-        identity = {str(k): str(v) for k, v in sidecar["identity"].items()}
-    ref = sidecar.get("reference")
-    if ref is not None:
-        if not isinstance(ref, str):
-            raise InputError(spath, "field 'reference' must be a path (DICOM directory or identity .json)")
-        rpath = (root / ref).resolve() if not Path(ref).is_absolute() else Path(ref)
-        if not rpath.exists():
-            raise InputError(spath, f"reference '{ref}' does not exist")
-        if rpath.is_file() and rpath.suffix.lower() == ".json":
-            ident = load_json(rpath, "identity JSON")
-            if not isinstance(ident, dict):
-                raise InputError(rpath, "identity JSON must be an object of DICOM keyword -> string")
-            identity = {**{str(k): str(v) for k, v in ident.items()}, **(identity or {})}
-        else:
-            reference = rpath
-    return identity, reference
 
 
 def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, dict[str, Any], list[float] | None]:

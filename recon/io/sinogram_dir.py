@@ -421,27 +421,7 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
             raise InputError(gpath, "flat (or i0) must exceed dark")
         data = counts_to_line_integrals(data, flat=flat, dark=dark, min_counts=acq.get("min_counts"))
 
-    # ---- identity / reference
-    identity: dict[str, str] | None = None
-    reference: Path | None = None
-    if sidecar.get("identity") is not None:
-        if not isinstance(sidecar["identity"], dict):
-            raise InputError(gpath, "field 'identity' must be an object of DICOM keyword -> string")
-        identity = {str(k): str(v) for k, v in sidecar["identity"].items()}
-    ref = sidecar.get("reference")
-    if ref is not None:
-        if not isinstance(ref, str):
-            raise InputError(gpath, "field 'reference' must be a path (DICOM directory or identity .json)")
-        rpath = (root / ref).resolve() if not Path(ref).is_absolute() else Path(ref)
-        if not rpath.exists():
-            raise InputError(gpath, f"reference '{ref}' does not exist")
-        if rpath.is_file() and rpath.suffix.lower() == ".json":
-            ident = load_json(rpath, "identity JSON")
-            if not isinstance(ident, dict):
-                raise InputError(rpath, "identity JSON must be an object of DICOM keyword -> string")
-            identity = {**{str(k): str(v) for k, v in ident.items()}, **(identity or {})}
-        else:
-            reference = rpath
+    identity, reference = identity_and_reference(root, sidecar, gpath)
 
     return SinogramStudy(
         geometry=geometry,
@@ -453,6 +433,37 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
         path=root,
         sidecar=sidecar,
     )
+
+
+def identity_and_reference(root: Path, sidecar: Mapping[str, Any], spath: Path) -> tuple[dict[str, str] | None, Path | None]:
+    """Patient/study identity and reference DICOM directory named by a sidecar.
+
+    ``identity`` is an inline object of DICOM keyword -> string; ``reference`` a path (relative to
+    ``root``) to the DICOM series the measurements belong to, or to an identity JSON whose fields
+    fill in what the inline identity lacks. A reference that no longer exists is reported and
+    ignored, so a study stays readable after its source series was moved.
+    """
+    identity: dict[str, str] | None = None
+    reference: Path | None = None
+    if sidecar.get("identity") is not None:
+        if not isinstance(sidecar["identity"], dict):
+            raise InputError(spath, "field 'identity' must be an object of DICOM keyword -> string")
+        identity = {str(k): str(v) for k, v in sidecar["identity"].items()}
+    ref = sidecar.get("reference")
+    if ref is not None:
+        if not isinstance(ref, str):
+            raise InputError(spath, "field 'reference' must be a path (DICOM directory or identity .json)")
+        rpath = (root / ref).resolve() if not Path(ref).is_absolute() else Path(ref)
+        if not rpath.exists():
+            log.warning("%s: reference '%s' does not exist; writing derived series without it", spath, ref)
+        elif rpath.is_file() and rpath.suffix.lower() == ".json":
+            ident = load_json(rpath, "identity JSON")
+            if not isinstance(ident, dict):
+                raise InputError(rpath, "identity JSON must be an object of DICOM keyword -> string")
+            identity = {**{str(k): str(v) for k, v in ident.items()}, **(identity or {})}
+        else:
+            reference = rpath
+    return identity, reference
 
 
 def write_sinogram_dir(

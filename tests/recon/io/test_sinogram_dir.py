@@ -166,7 +166,6 @@ def test_invalid_json_reports_line(tmp_path):
         ({"pixel_size_mm": [1.0, 2.0]}, "square"),
         ({"values": "intensity"}, "'values'"),
         ({"values": "counts"}, "i0"),
-        ({"reference": "../nowhere"}, "does not exist"),
         ({"angles": [100.0] * 12}, "degrees"),
     ],
 )
@@ -227,3 +226,19 @@ def test_both_layouts_present(tmp_path):
 def test_not_a_directory(tmp_path):
     with pytest.raises(InputError, match="no such directory"):
         read_sinogram_dir(tmp_path / "missing")
+
+
+def test_missing_reference_is_tolerated(tmp_path):
+    """A study stays readable after its source series moved; the reference is then None."""
+    import json
+
+    d = write_sinogram_dir(tmp_path / "s", np.zeros((1, 4, 9), np.float32), {
+        "type": "parallel", "image_size": [8, 8], "pixel_size_mm": 1.0,
+        "angles": {"start": 0, "stop": 3.141592653589793, "count": 4}, "n_detectors": 9,
+        "detector_spacing_mm": 1.0,
+    }, identity={"PatientID": "X"})
+    sidecar = json.loads((d / "geometry.json").read_text())
+    sidecar["reference"] = "../nowhere"
+    (d / "geometry.json").write_text(json.dumps(sidecar))
+    study = read_sinogram_dir(d)
+    assert study.reference is None and study.identity == {"PatientID": "X"}
