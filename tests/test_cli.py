@@ -1,0 +1,38 @@
+"""The `recon` command itself: help, version, subcommands, error style."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from recon.cli import SUBCOMMAND_MODULES, main
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("reconstruct", "simulate", "benchmark", "train", "sample", "demo"):
+        assert name in out
+    assert len(SUBCOMMAND_MODULES) == 6
+
+
+def test_console_entry_point_runs_as_module():
+    proc = subprocess.run([sys.executable, "-m", "recon", "--version"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.startswith("recon ")
+
+
+def test_missing_input_is_one_line_without_traceback(tmp_path, capsys):
+    rc = main(["reconstruct", str(tmp_path / "absent"), "--out", str(tmp_path / "out"), "--method", "fbp"])
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("recon: error: ") and "absent" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(Exception):
+        main(["--debug", "reconstruct", str(tmp_path / "absent"), "--out", str(tmp_path / "out"), "--method", "fbp"])
