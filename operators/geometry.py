@@ -126,8 +126,36 @@ def _check_keys(d: dict, allowed: set[str], required: set[str], cls: str) -> Non
 
 
 # --- geometries ----------------------------------------------------------------------------------
+class _GeometryQuantities:
+    """Quantities every geometry derives from its angles, detector and image grid."""
+
+    angles: tuple[float, ...]
+    n_detectors: int | None
+    image_size: tuple[int, int]
+    pixel_size_mm: float
+
+    @property
+    def n_angles(self) -> int:
+        return len(self.angles)
+
+    @property
+    def angles_array(self) -> np.ndarray:
+        """Angles as a float64 numpy array (radians)."""
+        return np.asarray(self.angles, dtype=np.float64)
+
+    @property
+    def sinogram_shape(self) -> tuple[int, int]:
+        """``(n_angles, n_detectors)``: ASTRA's sinogram order."""
+        return (self.n_angles, int(self.n_detectors))
+
+    @property
+    def extent_mm(self) -> tuple[float, float]:
+        """Physical image size ``(height, width)`` in mm."""
+        return (self.image_size[0] * self.pixel_size_mm, self.image_size[1] * self.pixel_size_mm)
+
+
 @dataclass(frozen=True)
-class ParallelGeometry:
+class ParallelGeometry(_GeometryQuantities):
     """2D parallel-beam geometry.
 
     Args:
@@ -159,26 +187,6 @@ class ParallelGeometry:
             n = math.ceil(diag_mm / self.detector_spacing_mm - 1e-9)
             object.__setattr__(self, "n_detectors", n)
         object.__setattr__(self, "n_detectors", _n_detectors(self.n_detectors, cls))
-
-    # derived quantities
-    @property
-    def n_angles(self) -> int:
-        return len(self.angles)
-
-    @property
-    def angles_array(self) -> np.ndarray:
-        """Angles as a float64 numpy array (radians)."""
-        return np.asarray(self.angles, dtype=np.float64)
-
-    @property
-    def sinogram_shape(self) -> tuple[int, int]:
-        """``(n_angles, n_detectors)``: ASTRA's sinogram order."""
-        return (self.n_angles, int(self.n_detectors))
-
-    @property
-    def extent_mm(self) -> tuple[float, float]:
-        """Physical image size ``(height, width)`` in mm."""
-        return (self.image_size[0] * self.pixel_size_mm, self.image_size[1] * self.pixel_size_mm)
 
     # serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -220,7 +228,7 @@ class ParallelGeometry:
 
 
 @dataclass(frozen=True)
-class FanGeometry:
+class FanGeometry(_GeometryQuantities):
     """2D fan-beam geometry with a flat detector.
 
     Args:
@@ -292,22 +300,6 @@ class FanGeometry:
         """Half opening angle of the fan (radians) spanned by the detector."""
         half = 0.5 * self.n_detectors * self.detector_spacing_mm
         return math.atan2(half, self.source_detector_mm)
-
-    @property
-    def n_angles(self) -> int:
-        return len(self.angles)
-
-    @property
-    def angles_array(self) -> np.ndarray:
-        return np.asarray(self.angles, dtype=np.float64)
-
-    @property
-    def sinogram_shape(self) -> tuple[int, int]:
-        return (self.n_angles, int(self.n_detectors))
-
-    @property
-    def extent_mm(self) -> tuple[float, float]:
-        return (self.image_size[0] * self.pixel_size_mm, self.image_size[1] * self.pixel_size_mm)
 
     def to_dict(self) -> dict[str, Any]:
         return {
