@@ -69,12 +69,9 @@ def run_demo(out: Path, *, views: int, dose: float, nfe: int, overwrite: bool, d
 
 
 def _comparison_png(path: Path, study: Path, out: Path, reports: dict) -> None:
-    import matplotlib
+    from pipelines.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from recon.io.atomic import atomic_path
+    plt = pyplot()
 
     truth = np.load(study / "ground_truth.npy")
     n = truth.shape[0]
@@ -93,9 +90,7 @@ def _comparison_png(path: Path, study: Path, out: Path, reports: dict) -> None:
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    save_png(fig, path, dpi=90)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -37,7 +37,7 @@ _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
-def _pyplot():
+def pyplot():
     """pyplot on the Agg backend (no display needed; safe in CI and on servers)."""
     import matplotlib
 
@@ -49,7 +49,7 @@ def _pyplot():
 
 def method_colors(methods: Sequence[str]) -> dict[str, Any]:
     """A fixed colour per method, in the order given (tab10, then tab20 beyond ten methods)."""
-    plt = _pyplot()
+    plt = pyplot()
     cmap = plt.get_cmap("tab10" if len(methods) <= 10 else "tab20")
     return {m: cmap(i % cmap.N) for i, m in enumerate(methods)}
 
@@ -63,6 +63,14 @@ def _save(fig: Any, stem: Path, formats: Sequence[str], dpi: int) -> list[Path]:
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_metadata(fmt))
         paths.append(path)
     return paths
+
+
+def save_png(fig: Any, path: Path, dpi: int) -> Path:
+    """Write ``fig`` as a PNG atomically and close it."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, metadata=_metadata("png"))
+    pyplot().close(fig)
+    return path
 
 
 def _metadata(fmt: str) -> dict[str, Any] | None:
@@ -113,7 +121,7 @@ def dose_plot(
     Returns:
         The written paths, in ``formats`` order.
     """
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     stem = Path(stem)
@@ -225,7 +233,7 @@ def setting_panel(
     Returns:
         ``path``.
     """
-    plt = _pyplot()
+    plt = pyplot()
     path = Path(path)
     stds = {m: s for m, s in (stds or {}).items() if s is not None}
     methods = list(images)
@@ -271,7 +279,4 @@ def setting_panel(
         cb = fig.colorbar(err_im, ax=axes[1:, :], fraction=0.03, pad=0.01, shrink=0.9)
         cb.set_label(f"|error|{', std' if std_im is not None else ''} ({scale_text})", fontsize=8)
         cb.ax.tick_params(labelsize=7)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, metadata=_metadata("png"))
-    plt.close(fig)
-    return path
+    return save_png(fig, path, dpi)

@@ -231,12 +231,9 @@ def _metrics(x: np.ndarray, ref: np.ndarray, modality: str) -> dict[str, float]:
 
 def _preview(path: Path, mean: np.ndarray, std: np.ndarray | None, modality: str) -> None:
     """Up to four evenly spread slices (and their std maps) in one PNG."""
-    import matplotlib
+    from pipelines.plots import pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from recon.io.atomic import atomic_path
+    plt = pyplot()
 
     n = mean.shape[0]
     picks = sorted(set(np.linspace(0, n - 1, min(4, n)).round().astype(int).tolist()))
@@ -256,9 +253,7 @@ def _preview(path: Path, mean: np.ndarray, std: np.ndarray | None, modality: str
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
+    save_png(fig, path, dpi=80)
 
 
 # --------------------------------------------------------------------------------------- CLI
