@@ -11,7 +11,8 @@ bookkeeping) as a percentage of the network time. Target: DDS at 50 NFE under 15
 
 Usage::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_samplers.py [--nfe 50] [--samplers dds,dps,song22] [--json out.json]
+    OMP_NUM_THREADS=2 python benchmarks/bench_samplers.py [--nfe 50] [--samplers dds,dps,song22]
+        [--precision auto|fp32|bf16] [--json out.json]
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=16)
     ap.add_argument("--samplers", default="dds,dps,song22")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--precision", default="auto", help="network arithmetic: auto, fp32 or bf16")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
@@ -107,11 +109,12 @@ def main() -> None:
         for _ in range(args.repeats):
             prior.net.seconds, prior.net.calls = 0.0, 0
             t = time.perf_counter()
-            r = reconstruct(y, op, prior, sampler=name, nfe=args.nfe, device="cpu")
+            r = reconstruct(y, op, prior, sampler=name, nfe=args.nfe, device="cpu", precision=args.precision)
             total = time.perf_counter() - t
             row = {
                 "sampler": name,
                 "nfe": r.nfe,
+                "precision": r.settings["precision"],
                 "seconds_per_slice": total,
                 "network_seconds": prior.net.seconds,
                 "overhead_seconds": total - prior.net.seconds,
@@ -122,7 +125,7 @@ def main() -> None:
                 best = row
         rows.append(best)
         print(
-            f"{name:7s} nfe={best['nfe']:3d}  {best['seconds_per_slice']:6.2f} s/slice  "
+            f"{name:7s} {best['precision']} nfe={best['nfe']:3d}  {best['seconds_per_slice']:6.2f} s/slice  "
             f"network {best['network_seconds']:6.2f} s  overhead {best['overhead_seconds']:5.2f} s "
             f"({best['overhead_percent_of_network']:4.1f} % of network)  residual {best['residual']:.3g}",
             flush=True,

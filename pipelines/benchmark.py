@@ -54,6 +54,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from priors.precision import add_precision_argument
 from recon.errors import InputError
 from recon.io.atomic import (
     atomic_save_npz,
@@ -345,6 +346,7 @@ class BenchmarkConfig:
     masks: list[str] = field(default_factory=list)
     center_fraction: float = 0.08
     coils: int = 1
+    precision: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -507,7 +509,7 @@ def _reconstruct_cell(
                 kwargs["i0"] = i0  # Poisson dose model: noise-aware data terms (samplers, TV)
             if is_sampler:
                 result = reconstruct(y[start:stop], op, prior, method=method, nfe=cfg.nfe, samples=cfg.samples,
-                                     seed=cfg.seed + offset + start, **kwargs)
+                                     seed=cfg.seed + offset + start, precision=cfg.precision, **kwargs)
             else:
                 result = reconstruct(y[start:stop], op, None, method=method, **kwargs)
             n = stop - start
@@ -897,6 +899,7 @@ def run_benchmark(
     seed: int = 0,
     prior: str | Path | None = "auto",
     device: str = "auto",
+    precision: str = "auto",
     slices: str = "all",
     max_slices: int = 8,
     size: int = 256,
@@ -925,6 +928,7 @@ def run_benchmark(
         prior: bundled prior name or checkpoint directory for the samplers; ``"auto"`` = the
             modality's bundled prior. Unused without sampler methods.
         device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"``.
+        precision: samplers' network arithmetic (:func:`priors.precision.resolve_precision`).
         slices, max_slices: slice selection per volume (:func:`parse_slice_spec`,
             :func:`select_slices`).
         size: reconstruction grid (pixels per side).
@@ -970,6 +974,7 @@ def run_benchmark(
         nfe=int(nfe),
         samples=int(samples),
         prior=prior_name,
+        precision=precision,
     )
     if modality == "ct":
         cfg.views, cfg.doses, cfg.geometry = [int(v) for v in views], [float(d) for d in doses], geometry
@@ -1076,6 +1081,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--prior", default="auto", help="bundled prior name or checkpoint directory (default: by modality)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    add_precision_argument(g)
     g.add_argument("--batch", type=int, default=4,
                    help="slices a classical method reconstructs together (samplers: one slice per call, own seed; default 4)")
     r = p.add_argument_group("report")
@@ -1096,7 +1102,7 @@ def run(args: argparse.Namespace) -> int:
         args.inputs, args.out, modality=args.modality, methods=methods, views=args.views, doses=args.dose,
         accels=args.accel, masks=args.mask, geometry=args.geometry, i0=args.i0,
         center_fraction=args.center_fraction, coils=args.coils, nfe=args.nfe, samples=args.samples, seed=args.seed,
-        prior=args.prior, device=args.device, slices=args.slices, max_slices=args.max_slices, size=args.size,
+        prior=args.prior, device=args.device, precision=args.precision, slices=args.slices, max_slices=args.max_slices, size=args.size,
         batch=args.batch, psnr_levels=args.psnr_levels, ssim_levels=args.ssim_levels, overwrite=args.overwrite,
         progress=not args.no_progress,
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from priors.precision import add_precision_argument
 from recon.errors import InputError
 
 SAMPLE_SERIES = ("sample", "ct")
@@ -33,7 +34,8 @@ def sample_study_dir() -> Path:
     return path
 
 
-def run_demo(out: Path, *, views: int, dose: float, nfe: int, overwrite: bool, device: str, progress: bool) -> dict:
+def run_demo(out: Path, *, views: int, dose: float, nfe: int, overwrite: bool, device: str, progress: bool,
+             precision: str = "auto") -> dict:
     from pipelines.reconstruct_dir import reconstruct_directory
     from pipelines.simulate import CTSimulation, write_ct_study
     from recon.io.atomic import ensure_output_dir
@@ -55,7 +57,8 @@ def run_demo(out: Path, *, views: int, dose: float, nfe: int, overwrite: bool, d
 
             reports[method] = json.loads((target / "report.json").read_text())
         else:
-            kwargs = {"method": None, "sampler": "dds", "nfe": nfe} if method == "dds" else {"method": method}
+            kwargs = ({"method": None, "sampler": "dds", "nfe": nfe, "precision": precision} if method == "dds"
+                      else {"method": method})
             reports[method] = reconstruct_directory(
                 study, target, overwrite=overwrite, device=device, progress=progress, **kwargs
             )
@@ -104,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dose", type=float, default=0.25, help="photon fraction of the full dose")
     p.add_argument("--nfe", type=int, default=50)
     p.add_argument("--device", default="auto")
+    add_precision_argument(p)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -111,5 +115,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     run_demo(args.out, views=args.views, dose=args.dose, nfe=args.nfe, overwrite=args.overwrite,
-             device=args.device, progress=not args.no_progress)
+             device=args.device, progress=not args.no_progress, precision=args.precision)
     return 0

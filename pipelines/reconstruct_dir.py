@@ -32,6 +32,7 @@ import torch
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npz, atomic_write_json, ensure_output_dir, remove_stale_partials
 from pipelines.studies import Study, load_study
+from priors.precision import add_precision_argument
 
 STATE_FILE = "state.json"
 REPORT_FILE = "report.json"
@@ -45,7 +46,8 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     method = args.method or args.sampler
     s: dict[str, Any] = {"method": method, "seed": int(args.seed)}
     if args.method is None:
-        s.update(prior=str(args.prior), sampler=args.sampler, nfe=int(args.nfe), samples=int(args.samples))
+        s.update(prior=str(args.prior), sampler=args.sampler, nfe=int(args.nfe), samples=int(args.samples),
+                 precision=getattr(args, "precision", "auto"))
     return s
 
 
@@ -110,6 +112,7 @@ def reconstruct_directory(
     seed: int = 0,
     batch: int = 4,
     device: str = "auto",
+    precision: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
     options: dict[str, Any] | None = None,
@@ -126,7 +129,8 @@ def reconstruct_directory(
     study = load_study(input_dir)
     if prior == "auto":
         prior = study.modality
-    args = argparse.Namespace(method=method, sampler=sampler, prior=prior, nfe=nfe, samples=samples, seed=seed)
+    args = argparse.Namespace(method=method, sampler=sampler, prior=prior, nfe=nfe, samples=samples, seed=seed,
+                              precision=precision)
     settings = settings_from_args(args)
     dev = resolve_device(device)
     the_prior = None if method else _load_prior(prior, study.modality, dev)
@@ -144,7 +148,7 @@ def reconstruct_directory(
         # uninterrupted run with the same --batch would have drawn
         result = reconstruct(
             y, op, the_prior, sampler=sampler, method=method, nfe=nfe, samples=samples,
-            seed=seed + idx[0], device=dev, noise_std=noise_std, **(options or {}),
+            seed=seed + idx[0], device=dev, noise_std=noise_std, precision=precision, **(options or {}),
         )
         per_slice = result.seconds / len(idx)
         for j, i in enumerate(idx):
@@ -273,6 +277,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=4, help="slices reconstructed together")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    add_precision_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -283,7 +288,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--nfe, --samples and --batch must be positive integers")
     report = reconstruct_directory(
         args.input_dir, args.out, method=args.method, prior=args.prior, sampler=args.sampler, nfe=args.nfe,
-        samples=args.samples, seed=args.seed, batch=args.batch, device=args.device, overwrite=args.overwrite,
+        samples=args.samples, seed=args.seed, batch=args.batch, device=args.device, precision=args.precision,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
     )
     line = f"reconstructed {report['n_slices']} slices in {report['seconds_total']:.1f} s -> {args.out}"

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from priors.base import Prior, sigma_as_batch
 from priors.network import UNet, UNetConfig
 from priors.normalization import Normalization
+from priors.precision import autocast
 
 __all__ = ["EDMPrior", "edm_coefficients"]
 
@@ -83,6 +84,9 @@ class EDMPrior(Prior):
         self.image_size = image_size
         self.patch_size = patch_size
         self.metadata: dict[str, Any] = dict(metadata or {})
+        #: dtype the network runs in during ``denoise`` (autocast); ``None``: the weights' dtype.
+        #: Set for a block with :func:`priors.precision.network_precision`.
+        self.compute_dtype: torch.dtype | None = None
 
     @property
     def net_config(self) -> UNetConfig:
@@ -110,7 +114,8 @@ class EDMPrior(Prior):
         if ph or pw:
             # Edge replication: zero padding would look like an air border to a CT prior.
             work = F.pad(work, (0, pw, 0, ph), mode="replicate")
-        out = self.precondition(self.net, work, s)
+        with autocast(work.device, self.compute_dtype):
+            out = self.precondition(self.net, work, s)
         if ph or pw:
             out = out[..., :h, :w]
         return out.to(device=x.device, dtype=x.dtype)

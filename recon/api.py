@@ -25,6 +25,7 @@ import torch
 
 from operators.base import LinearOperator
 from priors.device import resolve_device
+from priors.precision import network_precision, resolve_precision
 from recon.linalg import batch_norm
 from recon.samplers import SAMPLERS
 from recon.samplers.common import normalize_problem, operator_modality, water_attenuation
@@ -141,6 +142,7 @@ def reconstruct(
     noise_std: float | torch.Tensor | None = None,
     i0: Optional[float] = None,
     callback: Optional[Callable] = None,
+    precision: str = "auto",
     **options: Any,
 ) -> Result:
     """Reconstruct images from measurements with a posterior sampler or a classical method.
@@ -162,6 +164,10 @@ def reconstruct(
         i0: CT photons per ray: sets ``noise_std = sqrt(exp(y) / i0)`` per ray (Poisson dose model,
             :func:`operators.noise.line_integral_noise_variance`) and is passed to ``tv``.
         callback: per-step ``callback(step, sigma, x, x0_hat)`` for samplers (normalised units).
+        precision: the network's arithmetic for samplers: ``"auto"`` (bfloat16 autocast where the
+            device computes it natively - CPUs with AVX512-BF16/AMX, CUDA GPUs with bf16 - else
+            float32), ``"fp32"`` or ``"bf16"`` (:mod:`priors.precision`). Data consistency and the
+            returned images are float32 either way.
         **options: passed to the sampler (e.g. ``eta``, ``cg_iters``, ``zeta``, ``lam``) or to the
             classical function (e.g. ``n_iter``, ``weight``).
 
@@ -193,7 +199,11 @@ def reconstruct(
     if prior is None:
         raise ValueError(f"sampler {name!r} needs a prior (or pass method= for a classical method)")
     _check_modality(prior, op_mod)
-    return _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, callback, t0, options)
+    compute_dtype = resolve_precision(precision, dev)
+    with network_precision(prior, compute_dtype):
+        result = _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, callback, t0, options)
+    result.settings["precision"] = "bf16" if compute_dtype == torch.bfloat16 else "fp32"
+    return result
 
 
 def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, callback, t0, options) -> Result:

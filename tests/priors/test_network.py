@@ -53,3 +53,54 @@ def test_noise_conditioning_changes_output():
             p.add_(torch.randn_like(p) * 0.1)
     x = torch.randn(1, 1, 16, 16)
     assert not torch.allclose(net(x, torch.tensor([-1.0])), net(x, torch.tensor([1.0])))
+
+
+def _conv_macs(net: UNet, hw: tuple[int, int]) -> int:
+    """Multiply-accumulates of every Conv2d for one ``[1, 1, *hw]`` input (forward hooks)."""
+    total = 0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        k = mod.kernel_size[0] * mod.kernel_size[1]
+        total += out.numel() * k * mod.in_channels // mod.groups
+
+    hs = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        net(torch.zeros(1, 1, *hw), torch.zeros(1))
+    for h in hs:
+        h.remove()
+    return total
+
+
+@pytest.mark.parametrize("num_res_blocks,up_res_blocks", [(1, 1), (2, 1), (2, 2), (2, 3)])
+def test_fewer_up_blocks_consume_every_skip(num_res_blocks, up_res_blocks):
+    cfg = UNetConfig(model_channels=8, channel_mult=(1, 2, 2), num_res_blocks=num_res_blocks,
+                     up_res_blocks=up_res_blocks, upsample_conv=False)
+    net = UNet(cfg)
+    x = torch.randn(2, 1, 16, 24)
+    assert net(x, torch.zeros(2)).shape == x.shape
+    # one entry per up block or upsampler; the skips taken add up to all the down path left
+    n_skips = 1 + len(cfg.channel_mult) * num_res_blocks + len(cfg.channel_mult) - 1
+    assert sum(net.up_skips) == n_skips
+
+
+def test_fast_preset_is_cheaper_than_small():
+    small, fast = UNet(preset("small")), UNet(preset("fast"))
+    ratio = _conv_macs(fast, (256, 256)) / _conv_macs(small, (256, 256))
+    assert 0.55 < ratio < 0.75
+    assert fast.num_parameters() < small.num_parameters()
+
+
+def test_default_architecture_keeps_its_weight_names():
+    # checkpoints of DDPM++-style configs (no up_res_blocks / upsample_conv keys) still load
+    old = {k: v for k, v in preset("small").to_dict().items() if k not in ("up_res_blocks", "upsample_conv")}
+    net = UNet(UNetConfig.from_dict(old))
+    assert any(k.endswith("conv.weight") and k.startswith("up.") for k in net.state_dict())
+    net.load_state_dict(UNet(preset("small")).state_dict())
+
+
+def test_up_res_blocks_range_checked():
+    with pytest.raises(ValueError, match="up_res_blocks"):
+        UNetConfig(num_res_blocks=1, up_res_blocks=3)
+    with pytest.raises(ValueError, match="up_res_blocks"):
+        UNetConfig(num_res_blocks=1, up_res_blocks=0)

@@ -219,3 +219,16 @@ def test_sampler_operator_matrix(name, opname):
     assert torch.equal(again.samples, r.samples)
     other = reconstruct(y, op, prior, sampler=name, nfe=nfe, samples=2, seed=4, device="cpu")
     assert not torch.equal(other.samples, r.samples)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_is_recorded_and_leaves_the_prior_unchanged(precision):
+    op = _parallel()
+    prior = _tiny_edm("ct")
+    y = _ct_data(op)
+    r = reconstruct(y, op, prior, nfe=3, seed=0, device="cpu", precision=precision)
+    assert r.settings["precision"] == precision
+    assert r.mean.dtype == torch.float32 and bool(torch.isfinite(r.mean).all())
+    assert prior.compute_dtype is None
+    with pytest.raises(ValueError, match="precision"):
+        reconstruct(y, op, prior, nfe=3, device="cpu", precision="half")
