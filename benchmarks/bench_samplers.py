@@ -1,7 +1,7 @@
 """Timing of every posterior sampler on a 256x256 sparse-view CT slice (not a test).
 
-Setup: ``ParallelBeam`` with 16 views (ASTRA ``linear``), the ``"small"`` EDM prior (untrained
-weights: timing does not depend on them), one slice, one sample, ``nfe`` network evaluations.
+Setup: ``ParallelBeam`` with 16 views (ASTRA ``linear``), an EDM prior of the chosen preset (default
+``"small"``; untrained weights: timing does not depend on them), one slice, one sample, ``nfe`` network evaluations.
 
 Reported per sampler: seconds per slice (the whole ``reconstruct`` call) and the network's share,
 measured by timing every ``prior.denoise`` call (plus its backward pass for DPS, which is part of
@@ -12,7 +12,7 @@ bookkeeping) as a percentage of the network time. Target: DDS at 50 NFE under 15
 Usage::
 
     OMP_NUM_THREADS=2 python benchmarks/bench_samplers.py [--nfe 50] [--samplers dds,dps,song22]
-        [--precision auto|fp32|bf16] [--json out.json]
+        [--preset small|fast] [--precision auto|fp32|bf16] [--json out.json]
 """
 
 from __future__ import annotations
@@ -90,13 +90,14 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=16)
     ap.add_argument("--samplers", default="dds,dps,song22")
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--preset", default="small", help="U-Net preset of the (untrained) prior: small, fast, ...")
     ap.add_argument("--precision", default="auto", help="network arithmetic: auto, fp32 or bf16")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
     torch.manual_seed(0)
     op = ParallelBeam(args.size, uniform_angles(args.views), pixel_size_mm=1.0, projector="linear")
-    prior = EDMPrior(net_config=preset("small"), modality="ct", normalization=CT_WINDOW)
+    prior = EDMPrior(net_config=preset(args.preset), modality="ct", normalization=CT_WINDOW)
     prior.net = _TimedNet(prior.net)
     with torch.no_grad():
         y = op(hu_to_mu(phantom(args.size)))
@@ -131,7 +132,7 @@ def main() -> None:
             flush=True,
         )
     meta = {
-        "size": args.size, "views": args.views, "prior": "small (untrained)",
+        "size": args.size, "views": args.views, "prior": f"{args.preset} (untrained)",
         "params_M": prior.net.num_parameters() / 1e6, "threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
         "cpu_count": os.cpu_count(), "load_avg": os.getloadavg() if hasattr(os, "getloadavg") else None,

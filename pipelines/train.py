@@ -1,7 +1,7 @@
 """``recon train``: train a score-based prior on CT or MR slices.
 
     recon train DATA... --modality ct|mr --size 256 [--patch 64] --steps N --batch B --out DIR
-                [--preset small] [--device auto] [--resume | --overwrite] [--lr] [--ema]
+                [--preset small|fast|base] [--init-from PRIOR] [--device auto] [--resume | --overwrite] [--lr] [--ema]
                 [--val-fraction 0.1] [--train-only DATA...] [--checkpoint-every] [--seed]
 
 DATA are folders or files (DICOM series, NIfTI volumes, .npy/.png slices). Patients of DATA are
@@ -9,6 +9,8 @@ split into training and validation by patient with a fixed seed; ``--train-only`
 always used for training (e.g. a single-patient series that must not become the whole validation
 set). The run directory holds ``checkpoint/`` (a loadable prior plus resume state), ``samples/``,
 ``metrics.jsonl``, ``val_loss.png``, ``train_config.json`` and ``split.json``.
+``--init-from ct`` (or a checkpoint directory) fine-tunes: the new run starts from that prior's
+weights and architecture with a fresh optimizer, e.g. to adapt a bundled prior to a site's scans.
 Multi-GPU: ``torchrun --nproc_per_node K -m recon train ...`` (DistributedDataParallel).
 """
 
@@ -42,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=5000, help="total optimizer steps (default 5000)")
     p.add_argument("--batch", type=int, default=16, help="global batch size (default 16)")
     p.add_argument("--preset", default="small", choices=tuple(PRESETS), help="network size (default small; fast = small at 0.65x the FLOPs)")
+    p.add_argument("--init-from", default=None, metavar="PRIOR",
+                   help="start from a prior's weights (bundled name or checkpoint directory; its architecture wins over --preset)")
     p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
@@ -150,11 +154,16 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         amp=args.amp,
         progress=not args.no_progress,
+        init_from=args.init_from,
     )
     if args.dropout is not None:
         arch = cfg.unet_config().to_dict()
         arch["dropout"] = args.dropout
         cfg.architecture = arch
+    if args.init_from and not (args.resume and (out / "checkpoint").exists()):
+        from priors.registry import load_prior
+
+        cfg.architecture = load_prior(args.init_from).net.config.to_dict()
     unet = cfg.unet_config()
     for name, s in (("--size", args.size), ("--patch", args.patch)):
         if s is not None and s % unet.divisor:

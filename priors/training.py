@@ -51,6 +51,7 @@ from priors import checkpoint as ckpt
 from priors.datasets import SliceDataset
 from priors.device import resolve_device
 from priors.edm import EDMPrior
+from priors.errors import PriorError
 from priors.network import UNet, UNetConfig, preset
 from priors.normalization import CT_WINDOW, MR_PERCENTILE, Normalization
 from priors.sampling import sample_grid_png
@@ -115,6 +116,7 @@ class TrainConfig:
     progress: bool = True
     flip_lr: bool = True
     intensity_scale: float = 0.1
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)  # type: ignore[assignment]
@@ -240,6 +242,10 @@ class Trainer:
             cfg.architecture = saved["architecture"]
             state_tensors, state_json = ckpt.load_training_state(resume_dir)
             ema_state = ckpt.load_tensors(resume_dir / ckpt.WEIGHTS_FILE)
+        init = None
+        if state_tensors is None and cfg.init_from:
+            init = self._initial_prior(cfg)
+            cfg.architecture = init.net.config.to_dict()
 
         torch.manual_seed(cfg.seed + self.rank)
         net = UNet(cfg.unet_config())
@@ -259,6 +265,10 @@ class Trainer:
             self.prior.net.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
         )
 
+        if init is not None:
+            # warm start: network and EMA from the given prior's (EMA) weights; fresh optimizer
+            self.prior.net.load_state_dict(init.net.state_dict())
+            self.ema.net.load_state_dict(init.net.state_dict())
         if state_tensors is not None:
             model_state = {k[len("model."):]: v for k, v in state_tensors.items() if k.startswith("model.")}
             ckpt.check_state_dict(self.prior.net, model_state, resume_dir / ckpt.STATE_FILE)
@@ -375,6 +385,21 @@ class Trainer:
             per_sigma[f"{s:g}"] = total / imgs.shape[0]
         return float(np.mean(list(per_sigma.values()))), per_sigma
 
+    @staticmethod
+    def _initial_prior(cfg: TrainConfig) -> EDMPrior:
+        """The prior named by ``cfg.init_from``, checked to fit this run (modality, normalisation)."""
+        from priors.registry import load_prior
+
+        init = load_prior(cfg.init_from, "cpu")
+        if init.modality not in (cfg.modality, "any"):
+            raise PriorError(None, f"--init-from {cfg.init_from}: a {init.modality} prior cannot start a {cfg.modality} run")
+        if init.normalization.to_dict() != cfg.norm().to_dict():
+            raise PriorError(None, f"--init-from {cfg.init_from}: its intensity normalisation "
+                                   f"{init.normalization.to_dict()} differs from this run's {cfg.norm().to_dict()}")
+        if init.sigma_data != cfg.sigma_data:
+            raise PriorError(None, f"--init-from {cfg.init_from}: sigma_data {init.sigma_data:g} differs from {cfg.sigma_data:g}")
+        return init
+
     def metadata(self) -> dict[str, Any]:
         """Training summary and data description stored in the checkpoint's ``config.json``."""
         cfg = self.cfg
@@ -398,6 +423,7 @@ class Trainer:
                 "loss": "EDM denoising score matching, lambda = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2",
                 "val_loss": self.last_val,
                 "val_sigmas": list(cfg.val_sigmas),
+                "initialised_from": cfg.init_from,
                 "skipped_steps": self.skipped_steps,
                 "wall_time_s": round(self.wall_time, 1),
                 "hardware": dev,

@@ -120,3 +120,17 @@ def test_torchrun_ddp_two_processes(npy_dir, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     cfg = json.loads((out / "checkpoint/config.json").read_text())
     assert cfg["training"]["world_size"] == 2 and cfg["training"]["steps"] == 4
+
+
+def test_train_init_from_a_previous_run(npy_dir, tmp_path):
+    first = tmp_path / "first"
+    a = _parse(train_cmd, _train_argv(npy_dir, first))
+    assert a.func(a) == 0
+    # fine-tune: a new run directory starts from the first run's weights; the architecture is the
+    # source's even though another preset is named
+    second = tmp_path / "second"
+    b = _parse(train_cmd, _train_argv(npy_dir, second, "--init-from", str(first), "--preset", "small"))
+    assert b.func(b) == 0
+    cfg = json.loads((second / "checkpoint/config.json").read_text())
+    assert cfg["training"]["initialised_from"] == str(first)
+    assert cfg["architecture"]["model_channels"] == 8  # the tiny source, not "small"

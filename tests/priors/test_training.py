@@ -107,3 +107,29 @@ def test_ema_halflife_and_warmup(tmp_path):
 def test_loguniform_sigma_distribution_trains(tmp_path):
     tr = Trainer(_cfg(tmp_path, sigma_distribution="loguniform"), tiny_dataset(), None)
     assert np.isfinite(tr.train_step())
+
+
+def test_init_from_starts_at_the_given_weights(tmp_path):
+    first = Trainer(_cfg(tmp_path / "a", steps=5), tiny_dataset(), None)
+    first.run()
+    source = tmp_path / "a" / "run" / "checkpoint"
+    # the architecture comes from the source, not from the preset asked for
+    warm = Trainer(_cfg(tmp_path / "b", steps=5, preset="small", init_from=str(source)), tiny_dataset(), None)
+    saved = load_checkpoint(source)
+    assert warm.prior.net.config == saved.net.config
+    for name, value in saved.net.state_dict().items():
+        assert torch.equal(warm.prior.net.state_dict()[name], value)
+        assert torch.equal(warm.ema.net.state_dict()[name], value)
+    assert warm.step == 0  # a new run: fresh optimizer and step count
+    warm.run()
+    cfg = json.loads((tmp_path / "b" / "run" / "checkpoint" / "config.json").read_text())
+    assert cfg["training"]["initialised_from"] == str(source)
+
+
+def test_init_from_refuses_another_modality(tmp_path):
+    Trainer(_cfg(tmp_path / "a", steps=1), tiny_dataset(), None).run()
+    from priors.errors import PriorError
+
+    with pytest.raises(PriorError, match="ct prior cannot start a mr run"):
+        Trainer(_cfg(tmp_path / "b", modality="mr", init_from=str(tmp_path / "a" / "run" / "checkpoint")),
+                tiny_dataset(), None)
