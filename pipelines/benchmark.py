@@ -54,6 +54,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from pipelines.sampler_options import add_set_argument, parse_options
 from priors.precision import add_precision_argument
 from recon.errors import InputError
 from recon.io.atomic import (
@@ -347,6 +348,7 @@ class BenchmarkConfig:
     center_fraction: float = 0.08
     coils: int = 1
     precision: str = "auto"
+    options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -482,6 +484,22 @@ def _simulate(setting: Setting, volumes: Sequence[Volume], cfg: BenchmarkConfig)
 
 
 # ------------------------------------------------------------------------------------ reconstruction
+def _options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``options`` that ``method`` takes."""
+    from recon.api import method_options
+
+    accepted = set(method_options(method))
+    return {k: v for k, v in options.items() if k in accepted}
+
+
+def _check_options(methods: Sequence[str], options: dict[str, Any]) -> None:
+    from recon.api import method_options
+
+    for key in options:
+        if not any(key in method_options(m) for m in methods):
+            raise ValueError(f"--set {key}: none of the methods {', '.join(methods)} takes it")
+
+
 def _reconstruct_cell(
     method: str, sim: _Simulated, volumes: Sequence[Volume], cfg: BenchmarkConfig, prior: Any, device: Any,
     batch: int,
@@ -504,7 +522,7 @@ def _reconstruct_cell(
     for vol, op, y, i0 in zip(volumes, sim.ops, sim.ys, sim.i0):
         for start in range(0, vol.n_slices, step):
             stop = min(start + step, vol.n_slices)
-            kwargs: dict[str, Any] = dict(device=device)
+            kwargs: dict[str, Any] = dict(device=device, **_options_for(method, cfg.options))
             if i0 is not None:
                 kwargs["i0"] = i0  # Poisson dose model: noise-aware data terms (samplers, TV)
             if is_sampler:
@@ -900,6 +918,7 @@ def run_benchmark(
     prior: str | Path | None = "auto",
     device: str = "auto",
     precision: str = "auto",
+    options: dict[str, Any] | None = None,
     slices: str = "all",
     max_slices: int = 8,
     size: int = 256,
@@ -929,6 +948,8 @@ def run_benchmark(
             modality's bundled prior. Unused without sampler methods.
         device: ``"auto"``, ``"cpu"``, ``"cuda[:N]"``.
         precision: samplers' network arithmetic (:func:`priors.precision.resolve_precision`).
+        options: method options (``{"zeta": 10}``); each goes to every method that takes it, and
+            one that no listed method takes is refused.
         slices, max_slices: slice selection per volume (:func:`parse_slice_spec`,
             :func:`select_slices`).
         size: reconstruction grid (pixels per side).
@@ -952,6 +973,7 @@ def run_benchmark(
     _check_config(modality, methods, views, doses, accels, masks, nfe, samples, size)
     if batch < 1:
         raise ValueError("--batch must be a positive integer")
+    _check_options(methods, dict(options or {}))
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(out, "output path exists and is not a directory")
@@ -975,6 +997,7 @@ def run_benchmark(
         samples=int(samples),
         prior=prior_name,
         precision=precision,
+        options=dict(options or {}),
     )
     if modality == "ct":
         cfg.views, cfg.doses, cfg.geometry = [int(v) for v in views], [float(d) for d in doses], geometry
@@ -1082,6 +1105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     add_precision_argument(g)
+    add_set_argument(g)
     g.add_argument("--batch", type=int, default=4,
                    help="slices a classical method reconstructs together (samplers: one slice per call, own seed; default 4)")
     r = p.add_argument_group("report")
@@ -1102,7 +1126,7 @@ def run(args: argparse.Namespace) -> int:
         args.inputs, args.out, modality=args.modality, methods=methods, views=args.views, doses=args.dose,
         accels=args.accel, masks=args.mask, geometry=args.geometry, i0=args.i0,
         center_fraction=args.center_fraction, coils=args.coils, nfe=args.nfe, samples=args.samples, seed=args.seed,
-        prior=args.prior, device=args.device, precision=args.precision, slices=args.slices, max_slices=args.max_slices, size=args.size,
+        prior=args.prior, device=args.device, precision=args.precision, options=parse_options(args.options), slices=args.slices, max_slices=args.max_slices, size=args.size,
         batch=args.batch, psnr_levels=args.psnr_levels, ssim_levels=args.ssim_levels, overwrite=args.overwrite,
         progress=not args.no_progress,
     )

@@ -32,6 +32,7 @@ import torch
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npz, atomic_write_json, ensure_output_dir, remove_stale_partials
 from pipelines.studies import Study, load_study
+from pipelines.sampler_options import add_set_argument, parse_options
 from priors.precision import add_precision_argument
 
 STATE_FILE = "state.json"
@@ -45,6 +46,8 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The settings that define a run; a resumed run must match them exactly."""
     method = args.method or args.sampler
     s: dict[str, Any] = {"method": method, "seed": int(args.seed)}
+    if getattr(args, "options", None):
+        s["options"] = dict(args.options)
     if args.method is None:
         s.update(prior=str(args.prior), sampler=args.sampler, nfe=int(args.nfe), samples=int(args.samples),
                  precision=getattr(args, "precision", "auto"))
@@ -122,7 +125,7 @@ def reconstruct_directory(
     Returns the report (also written to ``report.json``).
     """
     from priors.device import resolve_device
-    from recon.api import reconstruct
+    from recon.api import check_options, reconstruct
     from tqdm import tqdm
 
     input_dir, out = Path(input_dir), Path(out)
@@ -130,8 +133,9 @@ def reconstruct_directory(
     if prior == "auto":
         prior = study.modality
     args = argparse.Namespace(method=method, sampler=sampler, prior=prior, nfe=nfe, samples=samples, seed=seed,
-                              precision=precision)
+                              precision=precision, options=dict(options or {}))
     settings = settings_from_args(args)
+    check_options(method or sampler, dict(options or {}))  # before anything is written
     dev = resolve_device(device)
     the_prior = None if method else _load_prior(prior, study.modality, dev)
     prepare_output(out, settings, input_dir.resolve(), overwrite)
@@ -278,6 +282,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     add_precision_argument(p)
+    add_set_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -289,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     report = reconstruct_directory(
         args.input_dir, args.out, method=args.method, prior=args.prior, sampler=args.sampler, nfe=args.nfe,
         samples=args.samples, seed=args.seed, batch=args.batch, device=args.device, precision=args.precision,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, options=parse_options(args.options),
         progress=not args.no_progress,
     )
     line = f"reconstructed {report['n_slices']} slices in {report['seconds_total']:.1f} s -> {args.out}"

@@ -30,7 +30,7 @@ from recon.linalg import batch_norm
 from recon.samplers import SAMPLERS
 from recon.samplers.common import normalize_problem, operator_modality, water_attenuation
 
-__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "available_methods"]
+__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "available_methods", "check_options", "method_options"]
 
 #: Classical methods: public name -> function name in :mod:`recon.classical` (imported lazily).
 METHODS: dict[str, str] = {
@@ -194,6 +194,7 @@ def reconstruct(
         if noise_std is not None:
             raise ValueError("give either noise_std or i0, not both")
         noise_std = _dose_noise_std(y, i0)
+    check_options(name, options)
     if name in METHODS:
         return _classical(name, y, op, op_mod, prior, i0, noise_std, t0, options)
     if prior is None:
@@ -204,6 +205,35 @@ def reconstruct(
         result = _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, callback, t0, options)
     result.settings["precision"] = "bf16" if compute_dtype == torch.bfloat16 else "fp32"
     return result
+
+
+# arguments ``reconstruct`` supplies itself; the rest of a function's keyword arguments are options
+_SUPPLIED = {"prior", "op", "y", "nfe", "generator", "noise_std", "callback", "i0"}
+
+
+def method_options(name: str) -> list[str]:
+    """The options (keyword arguments beyond those ``reconstruct`` supplies) a sampler or method takes."""
+    import inspect
+
+    if name not in SAMPLERS and name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(available_methods())}")
+    if name in SAMPLERS:
+        fn = SAMPLERS[name]
+    else:
+        import recon.classical as classical
+
+        fn = getattr(classical, METHODS[name])
+    params = inspect.signature(fn).parameters
+    accepted = [k for k, p in params.items() if p.kind is p.KEYWORD_ONLY or p.default is not p.empty]
+    return [k for k in accepted if k not in _SUPPLIED] + (["scale"] if name in SAMPLERS else [])
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse options the sampler / method does not take, listing the ones it does."""
+    accepted = method_options(name)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(accepted)}")
 
 
 def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, callback, t0, options) -> Result:

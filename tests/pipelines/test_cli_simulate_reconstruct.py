@@ -132,3 +132,17 @@ def test_prior_of_the_wrong_modality_is_refused(ct_study: Path, tmp_path: Path, 
     assert rc != 0
     err = capsys.readouterr().err
     assert "MR" in err and "CT" in err
+
+
+def test_method_options_from_the_command_line(ct_study: Path, tmp_path: Path, capsys):
+    out = tmp_path / "sirt"
+    assert main(["reconstruct", str(ct_study), "--out", str(out), "--method", "sirt", "--set", "n_iter=3",
+                 "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["options"] == {"n_iter": 3}
+    # an option the method does not take: one line listing the valid ones, nothing written
+    bad = tmp_path / "bad"
+    rc = main(["reconstruct", str(ct_study), "--out", str(bad), "--method", "fbp", "--set", "zeta=10", "--no-progress"])
+    assert rc != 0 and not bad.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "zeta" in err[0] and "filter" in err[0]

@@ -232,3 +232,15 @@ def test_precision_is_recorded_and_leaves_the_prior_unchanged(precision):
     assert prior.compute_dtype is None
     with pytest.raises(ValueError, match="precision"):
         reconstruct(y, op, prior, nfe=3, device="cpu", precision="half")
+
+
+def test_unknown_options_are_refused_with_the_valid_ones():
+    from recon.api import check_options, method_options
+
+    assert "zeta" in method_options("dps") and "cg_iters" in method_options("dds")
+    assert "weight" in method_options("tv") and "filter" in method_options("fbp")
+    op, prior, y = _matrix_problem(b=1)
+    with pytest.raises(ValueError, match="dds has no option 'zeta'.*eta"):
+        reconstruct(y, op, prior, sampler="dds", nfe=2, zeta=1.0)
+    with pytest.raises(ValueError, match="unknown method"):
+        check_options("nope", {})

@@ -1,0 +1,50 @@
+"""``--set KEY=VALUE``: sampler or classical-method options from the command line.
+
+The options are the keyword arguments of the sampler functions (``recon.samplers.dds.sample``:
+``eta``, ``cg_iters``, ``gamma_scale``, ...; ``dps``: ``zeta``, ...; ``song22``: ``lam``, ``snr``, ...)
+or of the classical methods (``n_iter``, ``weight``, ...), passed through ``recon.reconstruct``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_set_argument", "parse_options"]
+
+
+def _value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``["zeta=10", "eps_source=refined"]`` -> ``{"zeta": 10, "eps_source": "refined"}``.
+
+    Numbers become int/float, ``true``/``false`` bools, ``none`` None; anything else stays a string.
+    Raises ``ValueError`` naming an item without ``=`` or with an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. --set zeta=10")
+        out[key] = _value(value.strip())
+    return out
+
+
+def add_set_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
+        help="a sampler / method option, repeatable (e.g. --set zeta=10, --set cg_iters=8)",
+    )
