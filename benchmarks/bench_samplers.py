@@ -12,7 +12,7 @@ bookkeeping) as a percentage of the network time. Target: DDS at 50 NFE under 15
 Usage::
 
     OMP_NUM_THREADS=2 python benchmarks/bench_samplers.py [--nfe 50] [--samplers dds,dps,song22]
-        [--preset small|fast] [--precision auto|fp32|bf16] [--json out.json]
+        [--preset small|fast] [--precision auto|fp32|bf16] [--set cg_iters=5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from operators.radon import ParallelBeam  # noqa: E402
 from priors.edm import EDMPrior  # noqa: E402
 from priors.network import preset  # noqa: E402
 from priors.normalization import CT_WINDOW  # noqa: E402
+from pipelines.sampler_options import add_set_argument, parse_options  # noqa: E402
 from recon.api import reconstruct  # noqa: E402
 
 
@@ -93,7 +94,9 @@ def main() -> None:
     ap.add_argument("--preset", default="small", help="U-Net preset of the (untrained) prior: small, fast, ...")
     ap.add_argument("--precision", default="auto", help="network arithmetic: auto, fp32 or bf16")
     ap.add_argument("--json", type=Path, default=None)
+    add_set_argument(ap)
     args = ap.parse_args()
+    options = parse_options(args.options)
 
     torch.manual_seed(0)
     op = ParallelBeam(args.size, uniform_angles(args.views), pixel_size_mm=1.0, projector="linear")
@@ -110,11 +113,14 @@ def main() -> None:
         for _ in range(args.repeats):
             prior.net.seconds, prior.net.calls = 0.0, 0
             t = time.perf_counter()
-            r = reconstruct(y, op, prior, sampler=name, nfe=args.nfe, device="cpu", precision=args.precision)
+            r = reconstruct(
+                y, op, prior, sampler=name, nfe=args.nfe, device="cpu", precision=args.precision, **options
+            )
             total = time.perf_counter() - t
             row = {
                 "sampler": name,
                 "nfe": r.nfe,
+                "options": options,
                 "precision": r.settings["precision"],
                 "seconds_per_slice": total,
                 "network_seconds": prior.net.seconds,
