@@ -32,6 +32,9 @@ from recon.samplers.common import normalize_problem, operator_modality, water_at
 
 __all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "available_methods", "check_options", "method_options"]
 
+#: Default ``sigma_max`` (normalised units) of a warm-started sampler (``init=``): see ``reconstruct``.
+INIT_SIGMA_MAX = 1.0
+
 #: Classical methods: public name -> function name in :mod:`recon.classical` (imported lazily).
 METHODS: dict[str, str] = {
     "fbp": "fbp",
@@ -169,7 +172,11 @@ def reconstruct(
             float32), ``"fp32"`` or ``"bf16"`` (:mod:`priors.precision`). Data consistency and the
             returned images are float32 either way.
         **options: passed to the sampler (e.g. ``eta``, ``cg_iters``, ``zeta``, ``lam``) or to the
-            classical function (e.g. ``n_iter``, ``weight``).
+            classical function (e.g. ``n_iter``, ``weight``). Samplers also take ``init``, a classical
+            method (``"tv"``, ``"fbp"``, ``"cs_tv"``, ...) whose reconstruction, diffused to
+            ``sigma_max`` (default :data:`INIT_SIGMA_MAX` with ``init``), starts the chain instead
+            of pure noise (Come-Closer-Diffuse-Faster, Chung, Sim, Ye, CVPR 2022), and ``scale``
+            (MR: the normalisation scale instead of the zero-filled image's percentile).
 
     Returns:
         :class:`Result` in physical units (HU for CT, magnitude for MR).
@@ -202,13 +209,13 @@ def reconstruct(
     _check_modality(prior, op_mod)
     compute_dtype = resolve_precision(precision, dev)
     with network_precision(prior, compute_dtype):
-        result = _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, callback, t0, options)
+        result = _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, i0, callback, t0, options)
     result.settings["precision"] = "bf16" if compute_dtype == torch.bfloat16 else "fp32"
     return result
 
 
 # arguments ``reconstruct`` supplies itself; the rest of a function's keyword arguments are options
-_SUPPLIED = {"prior", "op", "y", "nfe", "generator", "noise_std", "callback", "i0"}
+_SUPPLIED = {"prior", "op", "y", "nfe", "generator", "noise_std", "callback", "i0", "x_init"}
 
 
 def method_options(name: str) -> list[str]:
@@ -225,7 +232,7 @@ def method_options(name: str) -> list[str]:
         fn = getattr(classical, METHODS[name])
     params = inspect.signature(fn).parameters
     accepted = [k for k, p in params.items() if p.kind is p.KEYWORD_ONLY or p.default is not p.empty]
-    return [k for k in accepted if k not in _SUPPLIED] + (["scale"] if name in SAMPLERS else [])
+    return [k for k in accepted if k not in _SUPPLIED] + (["scale", "init"] if name in SAMPLERS else [])
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
@@ -236,8 +243,24 @@ def check_options(name: str, options: dict[str, Any]) -> None:
         raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(accepted)}")
 
 
-def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, callback, t0, options) -> Result:
+def _warm_start(init: str, y, op, op_mod, i0, prob) -> torch.Tensor:
+    """Classical reconstruction ``init`` of ``y`` in the sampler's normalised domain ``[B, *domain]``."""
+    u, _ = _classical_solution(init, y, op, op_mod, i0, {})
+    if not op.domain_complex and u.is_complex():
+        u = u.real
+    elif op.domain_complex and not u.is_complex():
+        u = u.to(torch.complex64)
+    return prob.from_operator_units(u)
+
+
+def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, i0, callback, t0, options) -> Result:
     B, S = y.shape[0], samples
+    init = options.pop("init", None)
+    if init is not None:
+        if init not in METHODS:
+            raise ValueError(f"init must be a classical method ({', '.join(METHODS)}), got {init!r}")
+        _check_method_operator(init, op_mod)
+        options.setdefault("sigma_max", INIT_SIGMA_MAX)
     was_training = prior.training
     prior.to(dev).eval()
     try:
@@ -248,7 +271,9 @@ def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, call
             ns = ns.repeat_interleave(S, dim=0)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         counting = _CountingPrior(prior)
-        x = SAMPLERS[name](counting, op, y_rep, nfe=nfe, generator=gen, noise_std=ns, callback=callback, **options)
+        x_init = None if init is None else _warm_start(init, y, op, op_mod, i0, prob).repeat_interleave(S, dim=0)
+        x = SAMPLERS[name](counting, op, y_rep, nfe=nfe, generator=gen, noise_std=ns, callback=callback,
+                           x_init=x_init, **options)
     finally:
         prior.train(was_training)
     with torch.no_grad():
@@ -267,6 +292,7 @@ def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, call
         "device": str(dev),
         "noise_std": _scalar_or_desc(noise_std),
         "options": {k: _scalar_or_desc(v) for k, v in options.items()},
+        "init": init,
         "prior": {"modality": getattr(prior, "modality", "any"),
                   "normalization": prior.normalization.to_dict()},
         "operator_modality": op_mod,
@@ -278,12 +304,15 @@ def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, call
                   residual=residual, method=name, settings=settings, unit=prob.unit)
 
 
-def _classical(name, y, op, op_mod, prior, i0, noise_std, t0, options) -> Result:
+def _check_method_operator(name: str, op_mod: Optional[str]) -> None:
     need = _METHOD_MODALITY[name]
     if op_mod is not None and op_mod != need:
         raise ValueError(f"method {name!r} needs a {'Radon (CT)' if need == 'ct' else 'Fourier (MR)'} operator")
-    if prior is not None:
-        _check_modality(prior, op_mod)
+
+
+def _classical_solution(name, y, op, op_mod, i0, options) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Run classical method ``name``; returns its image in operator units and the options it ran with."""
+    _check_method_operator(name, op_mod)
     import recon.classical as classical
 
     fn = getattr(classical, METHODS[name])
@@ -291,7 +320,15 @@ def _classical(name, y, op, op_mod, prior, i0, noise_std, t0, options) -> Result
     if name == "tv" and i0 is not None:
         kwargs.setdefault("i0", i0)
     with torch.no_grad():
-        u = fn(op, y, **kwargs)
+        return fn(op, y, **kwargs), kwargs
+
+
+def _classical(name, y, op, op_mod, prior, i0, noise_std, t0, options) -> Result:
+    _check_method_operator(name, op_mod)
+    if prior is not None:
+        _check_modality(prior, op_mod)
+    u, kwargs = _classical_solution(name, y, op, op_mod, i0, options)
+    with torch.no_grad():
         residual = batch_norm(op(u) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
         if op_mod == "ct":
             mu_w = water_attenuation()

@@ -152,6 +152,22 @@ def tweedie_variance(sigma: float, sigma_data: float) -> float:
     return sigma**2 * sigma_data**2 / (sigma**2 + sigma_data**2)
 
 
+def initial_state(sigma0: float, noise: torch.Tensor, x_init: torch.Tensor | None = None) -> torch.Tensor:
+    """The sampler's starting point ``x_init + sigma0 * noise`` (``x_init = 0``: pure noise).
+
+    A warm start (``x_init`` a classical reconstruction, ``sigma0`` well below the prior's
+    ``sigma_max``) is "Come-Closer-Diffuse-Faster" (Chung, Sim, Ye, CVPR 2022; also SDEdit, Meng et
+    al., ICLR 2022): forward-diffusing a good estimate to a moderate noise level and running the
+    reverse process from there needs fewer steps than starting from noise, because the estimate's
+    error is already small next to ``sigma0``. ``x_init`` is ``[B, *domain]`` in normalised units.
+    """
+    if x_init is None:
+        return sigma0 * noise
+    if x_init.shape != noise.shape:
+        raise ValueError(f"x_init has shape {tuple(x_init.shape)}, expected {tuple(noise.shape)}")
+    return x_init.to(noise) + sigma0 * noise
+
+
 # --- random numbers ---------------------------------------------------------------------------------
 def randn(shape: tuple[int, ...], *, complex_: bool, dtype: torch.dtype, device: torch.device,
           generator: torch.Generator) -> torch.Tensor:
@@ -427,6 +443,10 @@ class NormalizedProblem:
     def to_operator_units(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised image ``[B, ...]`` -> operator units (``mu`` in 1/mm for CT)."""
         return self.offset + self._b(self.scale, x) * x
+
+    def from_operator_units(self, u: torch.Tensor) -> torch.Tensor:
+        """Operator-unit image ``[B, ...]`` -> normalised image (inverse of :meth:`to_operator_units`)."""
+        return (u - self.offset) / self._b(self.scale, u)
 
     def to_physical(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised image ``[B, ...]`` -> the prior's physical unit; complex images -> magnitude."""

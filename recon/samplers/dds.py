@@ -39,6 +39,7 @@ from recon.samplers.common import (
     DataTerm,
     DenoiserView,
     ancestral_step,
+    initial_state,
     randn,
     sampling_sigmas,
     tweedie_variance,
@@ -72,6 +73,7 @@ def sample(
     sigma_max: float | None = None,
     rho: float = DEFAULTS["rho"],
     sigmas: torch.Tensor | None = None,
+    x_init: torch.Tensor | None = None,
     cg_tol: float | None = None,
 ) -> torch.Tensor:
     """Draw one posterior sample per batch item with DDS (Chung, Lee, Ye, ICLR 2024, Algorithm 1).
@@ -98,6 +100,10 @@ def sample(
             ``E[x0 | x_t, y]``).
         sigma_min, sigma_max, rho: Karras schedule (defaults 0.005, 20, 7, clipped to the prior's range).
         sigmas: an explicit schedule (overrides the above; ``nfe`` is then its length).
+        x_init: optional warm start ``[B, *op.domain_shape]`` in normalised units (e.g. a classical
+            reconstruction): the chain starts at ``x_init + sigma_max * noise`` instead of pure noise
+            (Come-Closer-Diffuse-Faster; :func:`~recon.samplers.common.initial_state`). Pair it with
+            a ``sigma_max`` well below the default.
         cg_tol: optional relative CG tolerance (early exit per item).
 
     Returns:
@@ -118,7 +124,7 @@ def sample(
     def noise() -> torch.Tensor:
         return randn(shape, complex_=op.domain_complex, dtype=real_dtype, device=y.device, generator=generator)
 
-    x = float(sig[0]) * noise()
+    x = initial_state(float(sig[0]), noise(), x_init)
     n_steps = sig.numel() - 1
     for i in range(n_steps):
         s, s_next = float(sig[i]), float(sig[i + 1])

@@ -49,6 +49,7 @@ from recon.samplers.common import (
     Callback,
     DataTerm,
     DenoiserView,
+    initial_state,
     randn,
     sampling_sigmas,
 )
@@ -77,6 +78,7 @@ def sample(
     sigma_max: float | None = None,
     rho: float = DEFAULTS["rho"],
     sigmas: torch.Tensor | None = None,
+    x_init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Draw one posterior sample per batch item (Song, Shen, Xing, Ermon, ICLR 2022, Algorithm 1).
 
@@ -96,6 +98,10 @@ def sample(
         cg_iters: CG iterations for ``A^+`` in each data-consistency step.
         projection: ``"cg"`` (default, any operator) or ``"pinv"`` (``op.pinv``).
         sigma_min, sigma_max, rho, sigmas: schedule (defaults 0.005, 20, 7).
+        x_init: optional warm start ``[B, *op.domain_shape]`` in normalised units (e.g. a classical
+            reconstruction): the chain starts at ``x_init + sigma_max * noise`` instead of pure noise
+            (Come-Closer-Diffuse-Faster; :func:`~recon.samplers.common.initial_state`). Pair it with
+            a ``sigma_max`` well below the default.
 
     Returns:
         ``[B, *op.domain_shape]`` sample in the normalised domain.
@@ -139,7 +145,7 @@ def sample(
             d = conjugate_gradient(op.normal, op.adjoint(r), None, cg_iters)
         return x + lam * d
 
-    x = float(sig[0]) * noise()
+    x = initial_state(float(sig[0]), noise(), x_init)
     n_steps = sig.numel() - 1
     for i in range(n_steps):
         s, s_next = float(sig[i]), float(sig[i + 1])
