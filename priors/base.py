@@ -35,6 +35,10 @@ class Prior(nn.Module, abc.ABC):
         modality: ``"ct"``, ``"mr"`` or ``"any"``.
         normalization: map between physical units and the normalised domain.
         image_channels: channels ``C`` of the images the prior models.
+        denoiser_error_ratio: the denoiser's mean squared error per pixel relative to
+            ``r^2 = sigma^2 sigma_data^2 / (sigma^2 + sigma_data^2)``, the error of the optimal
+            denoiser for an isotropic Gaussian of variance ``sigma_data^2`` (1 for such a prior,
+            and the default). Samplers that weigh the denoised image against the data use it.
     """
 
     sigma_min: float = 0.002
@@ -43,6 +47,7 @@ class Prior(nn.Module, abc.ABC):
     modality: str = "any"
     image_channels: int = 1
     normalization: Normalization = Normalization()
+    denoiser_error_ratio: float = 1.0
 
     @abc.abstractmethod
     def denoise(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:

@@ -89,6 +89,21 @@ class EDMPrior(Prior):
         self.compute_dtype: torch.dtype | None = None
 
     @property
+    def denoiser_error_ratio(self) -> float:
+        """The EDM-weighted validation loss recorded at training (1 when none is recorded).
+
+        EDM weights the squared error at ``sigma`` by ``lambda = 1 / r^2`` (``r^2`` as in
+        :class:`~priors.base.Prior`), so the weighted loss is exactly the denoiser's error relative to
+        ``r^2``; the recorded value averages it over the validation sigmas (0.01-10).
+        """
+        val = (self.metadata.get("training") or {}).get("val_loss")
+        try:
+            val = float(val)
+        except (TypeError, ValueError):
+            return 1.0
+        return val if 0.0 < val < float("inf") else 1.0
+
+    @property
     def net_config(self) -> UNetConfig:
         return self.net.config
 

@@ -21,7 +21,12 @@ i.e. CG on ``(A^H W A + I / r_t^2) x = A^H W y + x0_hat / r_t^2`` with ``W = dia
 an observation of ``x0`` with error ``r_t``) and the data: measurements are weighted by their inverse
 variance (Poisson low-dose rays with few photons count less), and at low noise levels, where the
 denoiser is accurate, the data cannot drag the image further than their noise justifies -- low-dose
-data are not over-fitted. For noise-free data (``noise_std=None``) the limit ``W -> inf`` is plain CG
+data are not over-fitted. A trained denoiser is more accurate than the Gaussian one: its error
+variance is ``kappa r_t^2`` with ``kappa`` the prior's ``denoiser_error_ratio`` (for an EDM prior its
+EDM-weighted validation loss, ~0.07 for the bundled CT prior), so the weight is ``1 / (kappa r_t^2)``
+(``gamma_scale = 1 / kappa``). On held-out CT slices (50 NFE, warm start from TV) scales 1 / 10 / 30
+gave 28.30 / 28.56 / 28.59 dB at 16 views and 26.88 / 27.66 / 27.52 dB at a tenth of the dose. For
+noise-free data (``noise_std=None``) the limit ``W -> inf`` is plain CG
 on the normal equations ``A^H A x = A^H y`` from ``x0_hat`` (the paper's choice and the recipe in
 DESIGN.md), whose converged solution is the data-consistent image closest to ``x0_hat``. For an
 isotropic Gaussian prior both forms give exactly ``E[x0 | x_t, y]``; with ``eps_source="refined"`` the
@@ -67,7 +72,7 @@ def sample(
     eta: float = DEFAULTS["eta"],
     cg_iters: int = DEFAULTS["cg_iters"],
     gamma: float | None = None,
-    gamma_scale: float = 1.0,
+    gamma_scale: float | None = None,
     eps_source: str = "network",
     sigma_min: float | None = None,
     sigma_max: float | None = None,
@@ -93,7 +98,8 @@ def sample(
         cg_iters: CG iterations per step (20 by default; each costs one ``op.normal``).
         gamma: fixed proximal weight instead of the noise-aware ``1 / r_t^2`` (whitened units when
             ``noise_std`` is given); ``None`` chooses automatically (0 for noise-free data).
-        gamma_scale: multiplies the automatic weight (> 1 trusts the prior more).
+        gamma_scale: multiplies the automatic weight (> 1 trusts the prior more). ``None``: the inverse
+            of the prior's ``denoiser_error_ratio`` (module docstring), 1 for a prior without one.
         eps_source: ``"network"`` (paper: re-noise along the network's noise estimate
             ``(x - x0_hat) / sigma``) or ``"refined"`` (``(x - x0') / sigma``, the noise implied by
             the data-consistent estimate: the exact conditional DDIM step when CG computes
@@ -124,6 +130,9 @@ def sample(
     def noise() -> torch.Tensor:
         return randn(shape, complex_=op.domain_complex, dtype=real_dtype, device=y.device, generator=generator)
 
+    if gamma_scale is None:
+        gamma_scale = 1.0 / float(getattr(prior, "denoiser_error_ratio", 1.0))
+    g_scale = float(gamma_scale)
     x = initial_state(float(sig[0]), noise(), x_init)
     n_steps = sig.numel() - 1
     for i in range(n_steps):
@@ -132,7 +141,7 @@ def sample(
         if gamma is not None:
             g = float(gamma)
         elif data.noisy:
-            g = gamma_scale / tweedie_variance(s, float(prior.sigma_data))
+            g = g_scale / tweedie_variance(s, float(prior.sigma_data))
         else:
             g = 0.0
         x0 = data.solve(x0_hat, gamma=g, n_iter=cg_iters, tol=cg_tol)

@@ -78,3 +78,12 @@ def test_untrained_zero_output_layer_gives_c_skip_x():
 def test_invalid_modality():
     with pytest.raises(ValueError):
         EDMPrior(net_config=preset("tiny"), modality="pet")
+
+
+def test_denoiser_error_ratio_is_the_recorded_validation_loss():
+    assert EDMPrior(net_config=preset("tiny")).denoiser_error_ratio == 1.0
+    p = EDMPrior(net_config=preset("tiny"), metadata={"training": {"val_loss": 0.07}})
+    assert p.denoiser_error_ratio == pytest.approx(0.07)
+    for bad in (None, "x", 0.0, -1.0, float("nan"), float("inf")):
+        q = EDMPrior(net_config=preset("tiny"), metadata={"training": {"val_loss": bad}})
+        assert q.denoiser_error_ratio == 1.0, bad

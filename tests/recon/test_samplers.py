@@ -240,3 +240,25 @@ def test_unknown_options_rejected(iso_prior):
         SAMPLERS["dds"](iso_prior, op, y, nfe=3, generator=torch.Generator(), not_an_option=1)
     with pytest.raises(ValueError):
         SAMPLERS["dds"](iso_prior, op, y, nfe=3, generator=torch.Generator(), eps_source="bogus")
+
+
+def test_dds_weighs_the_denoiser_by_the_priors_error_ratio():
+    """gamma_scale=None is 1 / denoiser_error_ratio: a prior claiming a 10x smaller error is the same
+    as gamma_scale=10, and differs from gamma_scale=1."""
+    from operators.base import MatrixOperator
+    from priors.gaussian import isotropic
+    from recon.samplers import dds
+
+    g = torch.Generator().manual_seed(0)
+    op = MatrixOperator(torch.randn(20, 36, generator=g, dtype=torch.float64) / 6, (1, 6, 6))
+    prior = isotropic((1, 6, 6), 0.09, 0.5)
+    y = op(prior.sample(1, g)) + 0.05 * torch.randn(1, 20, generator=g, dtype=torch.float64)
+
+    def run(p, **kw):
+        return dds.sample(p, op, y, nfe=6, generator=torch.Generator().manual_seed(1), noise_std=0.05, **kw)
+
+    sharp = isotropic((1, 6, 6), 0.09, 0.5)
+    sharp.denoiser_error_ratio = 0.1
+    assert torch.allclose(run(sharp), run(prior, gamma_scale=10.0))
+    assert not torch.allclose(run(sharp), run(prior))
+    assert torch.allclose(run(prior), run(prior, gamma_scale=1.0))
