@@ -12,6 +12,10 @@ MR (the scale of the zero-filled image), the operator's own unit for other opera
 Batching. ``y`` holds ``B`` slices; ``samples = S`` posterior samples per slice are drawn as one batch
 of ``B * S`` items (slice-major: item ``b * S + s``). ``mean`` and ``std`` are ``[B, C, H, W]``,
 ``samples`` ``[B, S, C, H, W]``.
+
+Warm start. By default (``init="auto"``) a sampler starts from the TV (CT) or CS-TV (MR)
+reconstruction diffused to a moderate noise level rather than from pure noise; ``init=None`` gives
+the papers' cold start.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ __all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "available_methods", 
 #: from TV, sigma_max 0.1 / 0.2 / 0.3 / 1.0 -> 28.24 / 28.30 / 28.25 / 27.99 dB (TV 27.76, cold 27.62);
 #: MR 8x from CS-TV, 0.1 / 0.2 / 0.5 / 1.0 -> 33.07 / 33.03 / 32.58 / 32.08 dB (CS-TV 32.22, cold 31.32).
 INIT_SIGMA_MAX = 0.2
+
+#: The warm start ``init="auto"`` (the default) uses for each operator kind.
+AUTO_INIT = {"ct": "tv", "mr": "cs_tv"}
 
 #: Classical methods: public name -> function name in :mod:`recon.classical` (imported lazily).
 METHODS: dict[str, str] = {
@@ -176,11 +183,14 @@ def reconstruct(
             float32), ``"fp32"`` or ``"bf16"`` (:mod:`priors.precision`). Data consistency and the
             returned images are float32 either way.
         **options: passed to the sampler (e.g. ``eta``, ``cg_iters``, ``zeta``, ``lam``) or to the
-            classical function (e.g. ``n_iter``, ``weight``). Samplers also take ``init``, a classical
-            method (``"tv"``, ``"fbp"``, ``"cs_tv"``, ...) whose reconstruction, diffused to
-            ``sigma_max`` (default :data:`INIT_SIGMA_MAX` with ``init``), starts the chain instead
-            of pure noise (Come-Closer-Diffuse-Faster, Chung, Sim, Ye, CVPR 2022), and ``scale``
-            (MR: the normalisation scale instead of the zero-filled image's percentile).
+            classical function (e.g. ``n_iter``, ``weight``). Samplers also take ``init``: the
+            classical method whose reconstruction, diffused to ``sigma_max`` (default
+            :data:`INIT_SIGMA_MAX` with a warm start), starts the chain (Come-Closer-Diffuse-Faster,
+            Chung, Sim, Ye, CVPR 2022). ``"auto"`` (default): :data:`AUTO_INIT` (TV for CT, CS-TV
+            for MR; a cold start for other operators); ``None`` or ``"none"``: pure noise, as in the
+            papers; or a method name (``"fbp"``, ``"zero_filled"``, ...). With the bundled priors
+            at 50 NFE the warm start was better than the cold one in every setting measured.
+            ``scale`` (MR): the normalisation scale instead of the zero-filled image's percentile.
 
     Returns:
         :class:`Result` in physical units (HU for CT, magnitude for MR).
@@ -247,6 +257,19 @@ def check_options(name: str, options: dict[str, Any]) -> None:
         raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(accepted)}")
 
 
+def _resolve_init(init: Optional[str], op_mod: Optional[str]) -> Optional[str]:
+    """The classical method a sampler starts from: ``"auto"`` -> :data:`AUTO_INIT` for the operator's
+    kind (``None`` for other operators); ``None`` / ``"none"`` -> a cold start from pure noise."""
+    if init is None or init == "none":
+        return None
+    if init == "auto":
+        return AUTO_INIT.get(op_mod) if op_mod is not None else None
+    if init not in METHODS:
+        raise ValueError(f"init must be 'auto', 'none' or a classical method ({', '.join(METHODS)}), got {init!r}")
+    _check_method_operator(init, op_mod)
+    return init
+
+
 def _warm_start(init: str, y, op, op_mod, i0, prob) -> torch.Tensor:
     """Classical reconstruction ``init`` of ``y`` in the sampler's normalised domain ``[B, *domain]``."""
     u, _ = _classical_solution(init, y, op, op_mod, i0, {})
@@ -259,11 +282,8 @@ def _warm_start(init: str, y, op, op_mod, i0, prob) -> torch.Tensor:
 
 def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, i0, callback, t0, options) -> Result:
     B, S = y.shape[0], samples
-    init = options.pop("init", None)
+    init = _resolve_init(options.pop("init", "auto"), op_mod)
     if init is not None:
-        if init not in METHODS:
-            raise ValueError(f"init must be a classical method ({', '.join(METHODS)}), got {init!r}")
-        _check_method_operator(init, op_mod)
         options.setdefault("sigma_max", INIT_SIGMA_MAX)
     was_training = prior.training
     prior.to(dev).eval()

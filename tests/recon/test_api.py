@@ -203,7 +203,8 @@ def test_sampler_operator_matrix(name, opname):
             starts.append(x0.detach().clone())
 
     nfe = 8
-    r = reconstruct(y, op, prior, sampler=name, nfe=nfe, samples=2, seed=3, device="cpu", callback=cb)
+    # a cold start (init=None): the sampler alone has to bring the residual down
+    r = reconstruct(y, op, prior, sampler=name, nfe=nfe, samples=2, seed=3, device="cpu", callback=cb, init=None)
     assert r.samples.shape == (1, 2, 1, IMG, IMG) and bool(torch.isfinite(r.samples).all())
     assert r.unit == ("HU" if modality == "ct" else "a.u.")
     assert r.nfe == nfe
@@ -215,9 +216,9 @@ def test_sampler_operator_matrix(name, opname):
     # DDS and Song project onto the data; DPS takes gradient steps of bounded size (8 NFE here).
     factor = 0.9 if name == "dps" else 0.5
     assert float(r.residual[0]) < factor * start_res, (float(r.residual[0]), start_res)
-    again = reconstruct(y, op, prior, sampler=name, nfe=nfe, samples=2, seed=3, device="cpu")
+    again = reconstruct(y, op, prior, sampler=name, nfe=nfe, samples=2, seed=3, device="cpu", init=None)
     assert torch.equal(again.samples, r.samples)
-    other = reconstruct(y, op, prior, sampler=name, nfe=nfe, samples=2, seed=4, device="cpu")
+    other = reconstruct(y, op, prior, sampler=name, nfe=nfe, samples=2, seed=4, device="cpu", init=None)
     assert not torch.equal(other.samples, r.samples)
 
 
@@ -274,13 +275,19 @@ def test_init_runs_a_classical_method_first_and_is_recorded():
     op = _parallel(24)
     prior = _tiny_edm("ct")
     y = _ct_data(op)
-    cold = reconstruct(y, op, prior, nfe=3, seed=0, device="cpu")
+    cold = reconstruct(y, op, prior, nfe=3, seed=0, device="cpu", init=None)
     warm = reconstruct(y, op, prior, nfe=3, seed=0, device="cpu", init="fbp")
     assert warm.settings["init"] == "fbp" and cold.settings["init"] is None
-    assert warm.settings["options"]["sigma_max"] == INIT_SIGMA_MAX
+    assert warm.settings["options"]["sigma_max"] == INIT_SIGMA_MAX and "sigma_max" not in cold.settings["options"]
+    assert reconstruct(y, op, prior, nfe=3, seed=0, device="cpu").settings["init"] == "tv"  # auto for CT
+    assert reconstruct(y, op, prior, nfe=3, seed=0, device="cpu", init="none").settings["init"] is None
+    mop = _fourier(1)
+    assert reconstruct(_mr_data(mop), mop, _tiny_edm("mr"), nfe=2, device="cpu").settings["init"] == "cs_tv"
+    mat_op, gauss, my = _matrix_problem(b=1)
+    assert reconstruct(my, mat_op, gauss, nfe=2, device="cpu").settings["init"] is None  # no classical method fits
     assert not torch.equal(warm.mean, cold.mean)
     assert torch.equal(reconstruct(y, op, prior, nfe=3, seed=0, device="cpu", init="fbp").mean, warm.mean)
     with pytest.raises(ValueError, match="Fourier"):
         reconstruct(y, op, prior, nfe=3, device="cpu", init="cs_tv")
-    with pytest.raises(ValueError, match="init must be a classical method"):
+    with pytest.raises(ValueError, match="init must be 'auto', 'none' or a classical method"):
         reconstruct(y, op, prior, nfe=3, device="cpu", init="dds")
