@@ -35,7 +35,8 @@ stays at the noise level instead of going to zero). As ``V -> 0`` this is the pa
 Budget. The paper used about 2000 network evaluations per slice; the sampler needs hundreds. On two
 held-out TCGA slices at 16 noise-free views (bundled CT prior) it gave 17.9 / 17.0 dB at 50 NFE
 (25 levels, still visibly noisy) and 28.5 / 24.7 dB at 200 NFE, where DDS reaches about the same
-at 50 NFE.
+at 50 NFE. Started from a TV reconstruction at ``sigma_max`` 0.2 (``reconstruct``'s default warm
+start) 50 NFE suffice: 27.6 dB on four held-out slices at 16 views (17.6 dB from noise).
 """
 
 from __future__ import annotations
