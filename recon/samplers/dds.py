@@ -52,11 +52,12 @@ from recon.samplers.common import (
 
 __all__ = ["sample", "DEFAULTS"]
 
-#: The recipe known to work at 50 NFE (DESIGN.md, Evidence), with 20 CG iterations instead of 5: on
-#: held-out TCGA slices at 16 views (bundled CT prior, 50 NFE) 5 -> 10 -> 20 -> 40 iterations gave
-#: 25.0 -> 26.7 -> 27.1 -> 27.0 dB at full dose and 24.6 -> 26.3 dB (5 -> 20) at a tenth of it;
-#: 15 extra iterations cost ~750 ``op.normal`` calls per slice (~4 s at 16 views on one core).
-DEFAULTS = {"eta": 0.85, "cg_iters": 20, "sigma_min": 0.005, "sigma_max": 20.0, "rho": 7.0}
+#: The recipe known to work at 50 NFE (DESIGN.md, Evidence), with 10 CG iterations instead of 5.
+#: Held-out TCGA slices, 16 views, bundled CT prior, 50 NFE: from TV (``reconstruct``'s default warm
+#: start) 5 / 10 / 20 iterations gave 28.36 / 28.58 / 28.58 dB at full dose and 27.50 / 27.66 /
+#: 27.68 dB at a tenth of it; from noise (an earlier checkpoint) 5 / 10 / 20 / 40 gave 25.0 / 26.7 /
+#: 27.1 / 27.0 dB. Each iteration costs one ``op.normal`` per step (~7 ms at 16 views on one core).
+DEFAULTS = {"eta": 0.85, "cg_iters": 10, "sigma_min": 0.005, "sigma_max": 20.0, "rho": 7.0}
 
 
 @torch.no_grad()
@@ -95,7 +96,7 @@ def sample(
         callback: ``callback(step, sigma, x, x0_hat)`` after every step (``x0_hat``: the
             denoiser's estimate before the CG refinement).
         eta: DDIM stochasticity (0 deterministic, 1 ancestral); 0.85 by default.
-        cg_iters: CG iterations per step (20 by default; each costs one ``op.normal``).
+        cg_iters: CG iterations per step (10 by default; each costs one ``op.normal``).
         gamma: fixed proximal weight instead of the noise-aware ``1 / r_t^2`` (whitened units when
             ``noise_std`` is given); ``None`` chooses automatically (0 for noise-free data).
         gamma_scale: multiplies the automatic weight (> 1 trusts the prior more). ``None``: the inverse
