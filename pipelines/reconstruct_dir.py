@@ -125,7 +125,7 @@ def reconstruct_directory(
     Returns the report (also written to ``report.json``).
     """
     from priors.device import resolve_device
-    from recon.api import check_options, reconstruct
+    from recon.api import check_options, reconstruct, resolve_init
     from tqdm import tqdm
 
     input_dir, out = Path(input_dir), Path(out)
@@ -136,6 +136,9 @@ def reconstruct_directory(
                               precision=precision, options=dict(options or {}))
     settings = settings_from_args(args)
     check_options(method or sampler, dict(options or {}))  # before anything is written
+    if method is None:
+        # the warm start actually used, so the report and the DICOM provenance name it
+        settings["init"] = resolve_init((options or {}).get("init", "auto"), study.modality)
     dev = resolve_device(device)
     the_prior = None if method else _load_prior(prior, study.modality, dev)
     prepare_output(out, settings, input_dir.resolve(), overwrite)

@@ -34,7 +34,8 @@ from recon.linalg import batch_norm
 from recon.samplers import SAMPLERS
 from recon.samplers.common import normalize_problem, operator_modality, water_attenuation
 
-__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "available_methods", "check_options", "method_options"]
+__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "available_methods", "check_options", "method_options",
+           "resolve_init"]
 
 #: Default ``sigma_max`` (normalised units: the CT window's 3072 HU, the MR slice's 99.9th percentile)
 #: of a warm-started sampler (``init=``). DDS, 50 NFE, bundled priors, held-out slices: CT 16 views
@@ -257,7 +258,7 @@ def check_options(name: str, options: dict[str, Any]) -> None:
         raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(accepted)}")
 
 
-def _resolve_init(init: Optional[str], op_mod: Optional[str]) -> Optional[str]:
+def resolve_init(init: Optional[str], op_mod: Optional[str]) -> Optional[str]:
     """The classical method a sampler starts from: ``"auto"`` -> :data:`AUTO_INIT` for the operator's
     kind (``None`` for other operators); ``None`` / ``"none"`` -> a cold start from pure noise."""
     if init is None or init == "none":
@@ -282,7 +283,7 @@ def _warm_start(init: str, y, op, op_mod, i0, prob) -> torch.Tensor:
 
 def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, i0, callback, t0, options) -> Result:
     B, S = y.shape[0], samples
-    init = _resolve_init(options.pop("init", "auto"), op_mod)
+    init = resolve_init(options.pop("init", "auto"), op_mod)
     if init is not None:
         options.setdefault("sigma_max", INIT_SIGMA_MAX)
     was_training = prior.training

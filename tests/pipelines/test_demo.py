@@ -32,6 +32,7 @@ def test_demo_runs_end_to_end(tmp_path):
         assert pydicom.dcmread(files[0]).Modality == "CT"
     dds = json.loads((out / "dds" / "report.json").read_text())
     assert dds["settings"]["nfe"] == 4 and dds["slices"][0]["nfe"] >= 4
+    assert dds["settings"]["init"] == "tv"  # the warm start actually used is on record
     # run again: everything is there, nothing is redone, nothing is overwritten
     before = (out / "comparison.png").stat().st_mtime_ns
     assert main(["demo", "--out", str(out), "--nfe", "4", "--views", "16", "--no-progress"]) == 0
