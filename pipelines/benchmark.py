@@ -570,6 +570,15 @@ def _json_number(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
+def _warm_start_of(method: str, options: dict[str, Any], modality: str) -> str | None:
+    """The classical method a sampler cell started from (``None``: a cold start or a classical method)."""
+    from recon.api import resolve_init
+
+    if method not in SAMPLER_METHODS:
+        return None
+    return resolve_init(_options_for(method, options).get("init", "auto"), modality)
+
+
 def _run_cell(
     out: Path, setting: Setting, method: str, sim: _Simulated, volumes: Sequence[Volume], cfg: BenchmarkConfig,
     prior: Any, device: Any, batch: int,
@@ -596,6 +605,7 @@ def _run_cell(
         "samples": cfg.samples if method in SAMPLER_METHODS else 1,
         "seed": cfg.seed,
         "prior": cfg.prior if method in SAMPLER_METHODS else None,
+        "init": _warm_start_of(method, cfg.options, setting.modality),
         "device": str(device),
         "simulation": sim.info,
         "simulation_seconds": sim.seconds,

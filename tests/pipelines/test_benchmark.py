@@ -333,6 +333,8 @@ def test_sampler_cell_with_tiny_prior(tmp_path: Path, ct_series: Path) -> None:
         assert "std" not in z.files
     cell = json.loads((out / "cells" / "v0016_p0.5__dds.json").read_text())
     assert cell["prior"] == str(ckpt.resolve())
+    assert cell["init"] == "tv"  # the default warm start, resolved for a CT cell
+    assert json.loads((out / "cells" / "v0016_p0.5__fbp.json").read_text())["init"] is None
 
 
 # ------------------------------------------------------------------------------------ report in a browser
