@@ -271,13 +271,9 @@ def resolve_init(init: Optional[str], op_mod: Optional[str]) -> Optional[str]:
     return init
 
 
-def _warm_start(init: str, y, op, op_mod, i0, prob) -> torch.Tensor:
+def _warm_start(init: str, y, op, i0, prob) -> torch.Tensor:
     """Classical reconstruction ``init`` of ``y`` in the sampler's normalised domain ``[B, *domain]``."""
-    u, _ = _classical_solution(init, y, op, op_mod, i0, {})
-    if not op.domain_complex and u.is_complex():
-        u = u.real
-    elif op.domain_complex and not u.is_complex():
-        u = u.to(torch.complex64)
+    u, _ = _classical_solution(init, y, op, i0, {})
     return prob.from_operator_units(u)
 
 
@@ -296,7 +292,7 @@ def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, i0, 
             ns = ns.repeat_interleave(S, dim=0)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         counting = _CountingPrior(prior)
-        x_init = None if init is None else _warm_start(init, y, op, op_mod, i0, prob).repeat_interleave(S, dim=0)
+        x_init = None if init is None else _warm_start(init, y, op, i0, prob).repeat_interleave(S, dim=0)
         x = SAMPLERS[name](counting, op, y_rep, nfe=nfe, generator=gen, noise_std=ns, callback=callback,
                            x_init=x_init, **options)
     finally:
@@ -335,9 +331,9 @@ def _check_method_operator(name: str, op_mod: Optional[str]) -> None:
         raise ValueError(f"method {name!r} needs a {'Radon (CT)' if need == 'ct' else 'Fourier (MR)'} operator")
 
 
-def _classical_solution(name, y, op, op_mod, i0, options) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Run classical method ``name``; returns its image in operator units and the options it ran with."""
-    _check_method_operator(name, op_mod)
+def _classical_solution(name, y, op, i0, options) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Run classical method ``name`` (its operator kind already checked); returns its image in operator
+    units and the options it ran with."""
     import recon.classical as classical
 
     fn = getattr(classical, METHODS[name])
@@ -352,7 +348,7 @@ def _classical(name, y, op, op_mod, prior, i0, noise_std, t0, options) -> Result
     _check_method_operator(name, op_mod)
     if prior is not None:
         _check_modality(prior, op_mod)
-    u, kwargs = _classical_solution(name, y, op, op_mod, i0, options)
+    u, kwargs = _classical_solution(name, y, op, i0, options)
     with torch.no_grad():
         residual = batch_norm(op(u) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
         if op_mod == "ct":

@@ -133,7 +133,6 @@ def sample(
 
     if gamma_scale is None:
         gamma_scale = 1.0 / float(getattr(prior, "denoiser_error_ratio", 1.0))
-    g_scale = float(gamma_scale)
     x = initial_state(float(sig[0]), noise(), x_init)
     n_steps = sig.numel() - 1
     for i in range(n_steps):
@@ -142,7 +141,7 @@ def sample(
         if gamma is not None:
             g = float(gamma)
         elif data.noisy:
-            g = g_scale / tweedie_variance(s, float(prior.sigma_data))
+            g = float(gamma_scale) / tweedie_variance(s, float(prior.sigma_data))
         else:
             g = 0.0
         x0 = data.solve(x0_hat, gamma=g, n_iter=cg_iters, tol=cg_tol)
