@@ -30,7 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from operators.geometry import uniform_angles  # noqa: E402
-from operators.radon import FanBeam, ParallelBeam, RadonTransform, _astra_geometries  # noqa: E402
+from operators.radon import FanBeam, ParallelBeam, RadonTransform  # noqa: E402
+from operators.radon.astra_setup import astra_geometries  # noqa: E402
 from tests.operators.battery import dot_test_error  # noqa: E402
 
 FAN = dict(source_origin_mm=500.0, origin_detector_mm=300.0)
@@ -50,7 +51,7 @@ class DirectAstra:
     """Plain ASTRA on the operator's geometry: objects built once, one store/run/get per slice."""
 
     def __init__(self, op: RadonTransform, projector_type: str):
-        vol_geom, proj_geom = _astra_geometries(op.geometry)
+        vol_geom, proj_geom = astra_geometries(op.geometry)
         self.pid = astra.create_projector(projector_type, proj_geom, vol_geom)
         self.vid = astra.data2d.create("-vol", vol_geom, 0)
         self.sid = astra.data2d.create("-sino", proj_geom, 0)
