@@ -72,7 +72,10 @@ class EDMPrior(Prior):
         metadata: dict[str, Any] | None = None,
     ):
         super().__init__()
-        self.net = net if net is not None else UNet(net_config or UNetConfig())
+        # Channels-last weights make oneDNN (CPU) and cuDNN (tensor cores) pick their fast
+        # convolution kernels; activations follow the weights' layout. Checkpoints are written
+        # contiguous, so files do not depend on it.
+        self.net = (net if net is not None else UNet(net_config or UNetConfig())).to(memory_format=torch.channels_last)
         self.sigma_data = float(sigma_data)
         self.sigma_min = float(sigma_min)
         self.sigma_max = float(sigma_max)

@@ -113,7 +113,6 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     amp: str = "auto"
-    channels_last: bool = True
     progress: bool = True
     flip_lr: bool = True
     intensity_scale: float = 0.1
@@ -291,11 +290,6 @@ class Trainer:
             if "rng.cuda" in state_tensors and self.device.type == "cuda" and self.rank == 0:
                 torch.cuda.set_rng_state(state_tensors["rng.cuda"], self.device)
 
-        # Channels-last lets oneDNN pick its faster convolution kernels on CPU (measured in
-        # benchmarks/bench_training.py); checkpoints are written contiguous either way.
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        self.prior.net.to(memory_format=self.memory_format)
-        self.ema.net.to(memory_format=self.memory_format)
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -335,7 +329,6 @@ class Trainer:
         cfg = self.cfg
         gen = _step_generator(cfg.seed, self.step, self.rank)
         y = self.train_set.sample_batch(self.local_batch, gen).to(self.device, non_blocking=True)
-        y = y.contiguous(memory_format=self.memory_format)
         sigma = sample_training_sigmas(
             self.local_batch,
             cfg.sigma_distribution,
@@ -597,8 +590,7 @@ class Trainer:
             bar.close()
             if self.world > 1 and dist.is_initialized():
                 dist.barrier()
-        # The returned prior computes exactly what its checkpoint does once loaded.
-        return self.ema.to(memory_format=torch.contiguous_format)
+        return self.ema
 
 
 def train(
