@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from recon.errors import InputError
+from recon.io.dicom_read import read_series
 
 __all__ = ["TrainingSlices", "load_training_slices", "describe_source"]
 
@@ -65,7 +66,7 @@ class TrainingSlices:
         self.volume_ids.append(volume)
         self.source_index.append(source)
 
-    def subset(self, indices: Iterable[int]) -> "TrainingSlices":
+    def subset(self, indices: Iterable[int]) -> TrainingSlices:
         idx = list(indices)
         return TrainingSlices(
             [self.slices[i] for i in idx],
@@ -75,7 +76,7 @@ class TrainingSlices:
             self.sources,
         )
 
-    def extend(self, other: "TrainingSlices") -> None:
+    def extend(self, other: TrainingSlices) -> None:
         offset = len(self.sources)
         self.sources.extend(other.sources)
         self.slices.extend(other.slices)
@@ -180,14 +181,10 @@ def _read_dicom_files(files: Sequence[Path], modality: str) -> list[tuple[np.nda
     return out
 
 
-def _read_series(folder: Path, files: Sequence[Path], modality: str) -> list[tuple[np.ndarray, str, str]]:
-    """Slices of every ``modality`` series among ``files``, read with the project's DICOM reader
-    (``recon.io.read_series``: sorted along the normal, rescaled to HU for CT); the private reader
-    above is the fallback where that module is absent."""
-    try:
-        from recon.io import read_series
-    except ImportError:
-        return _read_dicom_files(files, modality)
+def _read_series(files: Sequence[Path], modality: str) -> list[tuple[np.ndarray, str, str]]:
+    """``[(slice [H, W] physical units, patient_id, series_key)]`` for every ``modality`` series among
+    ``files``, read with the project's DICOM reader (:func:`recon.io.dicom_read.read_series`: sorted
+    along the normal, rescaled to HU for CT); a group that reader refuses is read file by file."""
     import pydicom
 
     groups: dict[str, list[Path]] = {}
@@ -211,18 +208,25 @@ def _read_series(folder: Path, files: Sequence[Path], modality: str) -> list[tup
             # (e.g. two acquisitions sharing positions) is still read file by file.
             out.extend(_read_dicom_files(group, modality))
             continue
-        pid = str(series.identity.get("PatientID", "") or "").strip() or f"folder:{group[0].parent.parent.name}/{group[0].parent.name}"
+        folder = group[0].parent
+        pid = str(series.identity.get("PatientID", "") or "").strip() or f"folder:{folder.parent.name}/{folder.name}"
         pixels = np.asarray(series.pixels, dtype=np.float32)
         out.extend((pixels[i], pid, uid) for i in range(pixels.shape[0]))
     return out
 
 
 def is_mask_name(name: str) -> bool:
+    """Whether a file name looks like a mask or label volume (not an image)."""
     low = name.lower()
     return any(w in low for w in MASK_WORDS)
 
 
 def nifti_slices(path: Path) -> list[np.ndarray]:
+    """The non-empty axial slices of a NIfTI volume, ``[H, W]`` float32, oriented as in DICOM.
+
+    Masked by a ``*mask*.nii*`` volume of the same shape beside it (else by ``vol > vol.min()``);
+    z-scored intensities are shifted to a non-negative magnitude with the background at 0.
+    """
     import nibabel as nib
 
     try:
@@ -320,8 +324,8 @@ def load_training_slices(paths: Sequence[str | Path], modality: str) -> Training
                 data.add(_png(f), _patient_for(f, root), str(f), src)
             elif _is_dicom(f):
                 dicom_by_folder.setdefault(f.parent, []).append(f)
-        for folder, dfiles in dicom_by_folder.items():
-            for img, pid, key in _read_series(folder, dfiles, modality):
+        for dfiles in dicom_by_folder.values():
+            for img, pid, key in _read_series(dfiles, modality):
                 data.add(img, pid, key, src)
         n_new = len(data) - n_before
         info["n_slices"] = n_new
