@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dose / scan-time reduction benchmark on the real data in ../shared/data (the must-show runs).
+# Dose / scan-time reduction benchmark on the real data in ../shared/data.
 #
 #   CT: 4 abdominal slices of 3D-IRCADb patient 1, 8/16/32/64 parallel-beam views x full and quarter
 #       photon dose, FBP and TV (+ DDS when the bundled CT prior data/priors/ct exists).
@@ -24,9 +24,9 @@ shared="${SHARED_DATA:-$here/../shared/data}"
 max_slices="${MAX_SLICES:-4}"
 nfe="${NFE:-50}"
 device="${DEVICE:-auto}"
-# The reference machine has 2 cores shared with other jobs; more threads only add contention.
+# Two threads by default: more threads than free cores only add contention.
 export OMP_NUM_THREADS="${THREADS:-2}"
-recon=(python -m recon.cli)
+recon=(python -m pipelines)
 extra=(${EXTRA_ARGS:-})
 # Quality levels of the summary tables: a finer ladder than the CLI default (30,35 dB / 0.8,0.9),
 # so that the tables also show where classical methods stand at these low doses. Changing them

@@ -7,8 +7,9 @@ methods are given) so that the PSNR plot, the SSIM plot and the panels of one re
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

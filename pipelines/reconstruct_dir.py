@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.sampler_options import add_set_argument, parse_options
+from pipelines.studies import Study, load_study
+from priors.precision import add_precision_argument
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npz, atomic_write_json, ensure_output_dir, remove_stale_partials
-from pipelines.studies import Study, load_study
-from pipelines.sampler_options import add_set_argument, parse_options
-from priors.precision import add_precision_argument
 
 STATE_FILE = "state.json"
 REPORT_FILE = "report.json"
@@ -124,9 +124,10 @@ def reconstruct_directory(
 
     Returns the report (also written to ``report.json``).
     """
+    from tqdm import tqdm
+
     from priors.device import resolve_device
     from recon.api import check_options, reconstruct, resolve_init
-    from tqdm import tqdm
 
     input_dir, out = Path(input_dir), Path(out)
     study = load_study(input_dir)
@@ -278,7 +279,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--prior", default="auto", help="bundled prior name (ct, mr) or checkpoint directory; auto = by modality")
     p.add_argument("--sampler", default="dds", help="posterior sampler: dds, dps, song22")
-    p.add_argument("--method", default=None, help="a classical method instead of a sampler: fbp, sirt, cgls, tv, zero_filled, cg_sense, cs_tv")
+    p.add_argument("--method", default=None,
+                   help="a classical method instead of a sampler: fbp, sirt, cgls, tv, zero_filled, cg_sense, cs_tv")
     p.add_argument("--nfe", type=int, default=50, help="network evaluations per sample")
     p.add_argument("--samples", type=int, default=1, help="posterior samples per slice (>1 writes a std series)")
     p.add_argument("--batch", type=int, default=4, help="slices reconstructed together")

@@ -226,7 +226,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     ct = p.add_argument_group("CT")
     ct.add_argument("--views", type=int, default=32, help="projection views over the full arc")
-    ct.add_argument("--dose", type=float, default=1.0, help=f"photon fraction of the full-dose I0 (--i0)")
+    ct.add_argument("--dose", type=float, default=1.0, help="photon fraction of the full-dose I0 (--i0)")
     ct.add_argument("--i0", type=float, default=FULL_DOSE_I0, help="full-dose photons per detector element")
     ct.add_argument("--geometry", choices=("parallel", "fan"), default="parallel")
     ct.add_argument("--electronic-noise", type=float, default=0.0, help="electronic noise std (photons)")

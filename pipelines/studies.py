@@ -8,17 +8,18 @@ the identity/reference needed to write DICOM back.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 
 from recon.errors import InputError
-from recon.io.sinogram_dir import GEOMETRY_FILE, read_sinogram_dir
 from recon.io.kspace_dir import SIDECAR as KSPACE_SIDECAR
 from recon.io.kspace_dir import read_kspace_dir
+from recon.io.sinogram_dir import GEOMETRY_FILE, read_sinogram_dir
 
 GROUND_TRUTH_KEY = "ground_truth"
 

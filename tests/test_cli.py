@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from recon.cli import SUBCOMMAND_MODULES, main
+from pipelines.cli import SUBCOMMAND_MODULES, main
+from recon.errors import InputError
 
 
 def test_help_lists_every_subcommand(capsys):
@@ -21,7 +22,7 @@ def test_help_lists_every_subcommand(capsys):
 
 
 def test_console_entry_point_runs_as_module():
-    proc = subprocess.run([sys.executable, "-m", "recon", "--version"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "pipelines", "--version"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.startswith("recon ")
 
 
@@ -34,5 +35,5 @@ def test_missing_input_is_one_line_without_traceback(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    with pytest.raises(Exception):
+    with pytest.raises(InputError):
         main(["--debug", "reconstruct", str(tmp_path / "absent"), "--out", str(tmp_path / "out"), "--method", "fbp"])

@@ -138,6 +138,7 @@ def test_summary_lowest_dose() -> None:
 # ------------------------------------------------------------------------------------ resumption
 def test_rerun_resumes_without_recomputing(ct_bench: Path, ct_series: Path, monkeypatch) -> None:
     import pipelines.benchmark as bm
+    from pipelines.benchmark import cells
 
     before = _mtimes(ct_bench / "cells")
     csv_before = _rows(ct_bench)
@@ -145,8 +146,8 @@ def test_rerun_resumes_without_recomputing(ct_bench: Path, ct_series: Path, monk
     def boom(*a, **k):
         raise AssertionError("a finished cell was recomputed")
 
-    monkeypatch.setattr(bm, "_reconstruct_cell", boom)
-    monkeypatch.setattr(bm, "_simulate", boom)
+    monkeypatch.setattr(cells, "reconstruct_cell", boom)
+    monkeypatch.setattr(cells, "simulate_setting", boom)
     bm.run_benchmark([ct_series], ct_bench, **_CT_ARGS)
     assert _mtimes(ct_bench / "cells") == before
     assert _rows(ct_bench) == csv_before
@@ -154,6 +155,7 @@ def test_rerun_resumes_without_recomputing(ct_bench: Path, ct_series: Path, monk
 
 def test_killed_run_recomputes_only_missing_cells(tmp_path: Path, ct_bench: Path, ct_series: Path, monkeypatch) -> None:
     import pipelines.benchmark as bm
+    from pipelines.benchmark import cells
 
     out = tmp_path / "report"
     shutil.copytree(ct_bench, out)
@@ -162,13 +164,13 @@ def test_killed_run_recomputes_only_missing_cells(tmp_path: Path, ct_bench: Path
     (out / "cells" / ".v0016_p1__fbp.json.partial-123-abcd").write_text("{")
     before = _mtimes(out / "cells")
     calls = []
-    real = bm._reconstruct_cell
+    real = cells.reconstruct_cell
 
     def counting(method, *a, **k):
         calls.append(method)
         return real(method, *a, **k)
 
-    monkeypatch.setattr(bm, "_reconstruct_cell", counting)
+    monkeypatch.setattr(cells, "reconstruct_cell", counting)
     bm.run_benchmark([ct_series], out, **_CT_ARGS)
     assert calls == ["tv"]
     after = _mtimes(out / "cells")
@@ -181,7 +183,7 @@ def test_killed_run_recomputes_only_missing_cells(tmp_path: Path, ct_bench: Path
     # threaded projector sums in a varying order, hence a tolerance)
     new, old = _quality(_rows(out)), _quality(_rows(ct_bench))
     assert [(r["setting"], r["method"]) for r in new] == [(r["setting"], r["method"]) for r in old]
-    for a, b in zip(new, old):
+    for a, b in zip(new, old, strict=True):
         for k in ("psnr_mean", "ssim_mean", "rmse_hu_mean"):
             assert float(a[k]) == pytest.approx(float(b[k]), rel=1e-5)
 
@@ -222,7 +224,7 @@ def test_thresholds_only_rewrite_the_report(tmp_path: Path, ct_bench: Path, ct_s
 
 # ------------------------------------------------------------------------------------ CLI
 def test_cli(tmp_path: Path, ct_series: Path, capsys) -> None:
-    from recon.cli import main
+    from pipelines.cli import main
 
     out = tmp_path / "cli"
     rc = main(["benchmark", str(ct_series), "--modality", "ct", "--views", "8", "--dose", "1,0.5",
@@ -357,7 +359,8 @@ def test_report_is_self_contained(ct_bench: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="headless Chromium (/usr/bin/chromium, Debian package 'chromium') is not installed")
+@pytest.mark.skipif(not CHROMIUM.exists(),
+                    reason="headless Chromium (/usr/bin/chromium, Debian package 'chromium') is not installed")
 def test_report_renders_in_headless_chromium(ct_bench: Path, tmp_path: Path) -> None:
     from PIL import Image
 

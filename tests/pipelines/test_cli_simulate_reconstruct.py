@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from recon.cli import main
+from pipelines.cli import main
 from recon.metrics import ct_metrics
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "sample" / "ct"

@@ -8,27 +8,22 @@ file and the problem and a non-zero exit; ``--debug`` shows the traceback instea
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
+from types import ModuleType
 
+from pipelines import benchmark, demo, reconstruct_dir, sample, simulate, train
 from recon.errors import InputError
 
 # Subcommand modules, in the order ``recon --help`` lists them.
-SUBCOMMAND_MODULES = (
-    "pipelines.reconstruct_dir",
-    "pipelines.simulate",
-    "pipelines.benchmark",
-    "pipelines.train",
-    "pipelines.sample",
-    "pipelines.demo",
-)
+SUBCOMMAND_MODULES: tuple[ModuleType, ...] = (reconstruct_dir, simulate, benchmark, train, sample, demo)
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
 def version() -> str:
+    """The installed package's version (``0+unknown`` in a source tree that is not installed)."""
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as dist_version
 
@@ -39,6 +34,7 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``recon`` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="recon",
         description="Reconstruct CT and MRI from reduced measurements with score-based diffusion priors.",
@@ -46,12 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in SUBCOMMAND_MODULES:
+        module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``recon`` with ``argv`` (default: the command line); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -70,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(err: BaseException) -> str:
+    """The error as one line: ``"<file>: <problem>"`` for OS errors, whitespace collapsed."""
     if isinstance(err, OSError) and err.filename is not None:
         text = f"{err.filename}: {err.strerror or err}"
     else:

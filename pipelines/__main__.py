@@ -1,0 +1,7 @@
+"""``python -m pipelines`` runs the ``recon`` command."""
+
+import sys
+
+from pipelines.cli import main
+
+sys.exit(main())
