@@ -8,6 +8,7 @@ PNG with PSNR/SSIM against the full-dose reference.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -49,12 +50,11 @@ def run_demo(out: Path, *, views: int, dose: float, nfe: int, overwrite: bool, d
         write_ct_study(series, CTSimulation(views=views, dose=dose, size=256, seed=0), study, source)
     print(f"simulated {series.n_slices} slices: {views} views at {dose:g} x full-dose photons -> {study}")
     reports = {}
+    reconstructed = False  # whether any method ran now: only then is the comparison stale
     for method in DEMO_METHODS:
         t0 = time.perf_counter()
         target = out / method
         if (target / "report.json").is_file() and not overwrite:
-            import json
-
             reports[method] = json.loads((target / "report.json").read_text())
         else:
             kwargs = ({"method": None, "sampler": "dds", "nfe": nfe, "precision": precision} if method == "dds"
@@ -62,11 +62,13 @@ def run_demo(out: Path, *, views: int, dose: float, nfe: int, overwrite: bool, d
             reports[method] = reconstruct_directory(
                 study, target, overwrite=overwrite, device=device, progress=progress, **kwargs
             )
+            reconstructed = True
         r = reports[method]
         print(f"{method:>4}: PSNR {r.get('mean_psnr', float('nan')):6.2f} dB  SSIM {r.get('mean_ssim', float('nan')):.3f}"
               f"  ({time.perf_counter() - t0:5.1f} s)  DICOM -> {target / 'dicom'}")
     panel = out / "comparison.png"
-    _comparison_png(panel, study, out, reports)
+    if reconstructed or not panel.is_file():
+        _comparison_png(panel, study, out, reports)
     print(f"side-by-side comparison -> {panel}")
     return reports
 
@@ -89,7 +91,8 @@ def _comparison_png(path: Path, study: Path, out: Path, reports: dict) -> None:
             img = np.load(out / method / ".slices" / f"slice_{r:04d}.npz")["mean"]
             row = rep["slices"][r]
             axes[r, c].imshow(img, cmap="gray", vmin=vmin, vmax=vmax)
-            axes[r, c].set_title(f"{method.upper()}  {row.get('psnr', float('nan')):.1f} dB / {row.get('ssim', float('nan')):.3f}")
+            psnr, ssim = row.get("psnr", float("nan")), row.get("ssim", float("nan"))
+            axes[r, c].set_title(f"{method.upper()}  {psnr:.1f} dB / {ssim:.3f}")
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()

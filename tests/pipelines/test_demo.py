@@ -7,7 +7,7 @@ import json
 import pydicom
 import pytest
 
-from recon.cli import main
+from pipelines.cli import main
 
 
 def _bundled_ct_prior() -> bool:
@@ -33,8 +33,15 @@ def test_demo_runs_end_to_end(tmp_path):
     dds = json.loads((out / "dds" / "report.json").read_text())
     assert dds["settings"]["nfe"] == 4 and dds["slices"][0]["nfe"] >= 4
     assert dds["settings"]["init"] == "tv"  # the warm start actually used is on record
-    # run again: everything is there, nothing is redone, nothing is overwritten
-    before = (out / "comparison.png").stat().st_mtime_ns
+    # run again: everything is there, nothing is redone, nothing is overwritten (a rewrite, even
+    # with the same bytes, renames a new file into place: another inode and modification time)
+    outputs = [out / "comparison.png", out / "measurements" / "sinogram.npy"]
+    for method in ("fbp", "tv", "dds"):
+        outputs += [out / method / "report.json", *sorted((out / method / "dicom").glob("*.dcm"))]
+
+    def stamps() -> dict[str, tuple[int, int]]:
+        return {str(p): (p.stat().st_ino, p.stat().st_mtime_ns) for p in outputs}
+
+    before = stamps()
     assert main(["demo", "--out", str(out), "--nfe", "4", "--views", "16", "--no-progress"]) == 0
-    assert (out / "fbp" / "report.json").is_file()
-    assert (out / "comparison.png").stat().st_mtime_ns >= before
+    assert stamps() == before
