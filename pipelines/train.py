@@ -2,12 +2,13 @@
 
     recon train DATA... --modality ct|mr --size 256 [--patch 64] --steps N --batch B --out DIR
                 [--preset small|fast|base] [--init-from PRIOR] [--device auto] [--resume | --overwrite] [--lr] [--ema]
-                [--val-fraction 0.1] [--train-only DATA...] [--checkpoint-every] [--seed]
+                [--val-fraction 0.1 | --val-data DATA...] [--train-only DATA...] [--checkpoint-every] [--seed]
 
 DATA are folders or files (DICOM series, NIfTI volumes, .npy/.png slices). Patients of DATA are
 split into training and validation by patient with a fixed seed; ``--train-only`` folders are
 always used for training (e.g. a single-patient series that must not become the whole validation
-set). The run directory holds ``checkpoint/`` (a loadable prior plus resume state), ``samples/``,
+set). ``--val-data`` names the validation data instead (files, folders, or the manifest of
+``recon validate``); every slice of a validation patient leaves the training data. The run directory holds ``checkpoint/`` (a loadable prior plus resume state), ``samples/``,
 ``metrics.jsonl``, ``val_loss.png``, ``train_config.json`` and ``split.json``.
 ``--init-from ct`` (or a checkpoint directory) fine-tunes: the new run starts from that prior's
 weights and architecture with a fresh optimizer, e.g. to adapt a bundled prior to a site's scans.
@@ -23,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pipelines.training_data import TrainingSlices, load_training_slices
 from priors.network import PRESETS
 from recon.errors import InputError
 
@@ -65,7 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--sigma-min", type=float, default=0.002)
     p.add_argument("--val-fraction", type=float, default=0.1, help="fraction of patients held back (default 0.1)")
     p.add_argument("--train-only", nargs="+", default=[], metavar="DATA", help="data always used for training")
-    p.add_argument("--val-data", nargs="+", default=[], metavar="DATA", help="explicit validation data (no split)")
+    p.add_argument("--val-data", nargs="+", default=[], metavar="DATA",
+                   help="explicit validation data, or a `recon validate` manifest (.json: its holdout files); "
+                        "no split, and every slice of its patients is removed from DATA")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default 500)")
     p.add_argument("--snapshot-every", type=int, default=0, help="keep a weights-only copy every N steps")
     p.add_argument("--samples", type=int, default=8, help="sample-grid size at each checkpoint, 0 = none")
@@ -110,10 +114,28 @@ def _check_resume_compatible(out: Path, cfg: Any) -> None:
             raise InputError(saved_path, f"--resume with a different {key} ({getattr(cfg, key)!r}, run has {saved[key]!r})")
 
 
+def _without_patients(data: TrainingSlices, patients: set[str]) -> TrainingSlices:
+    """``data`` less every slice of ``patients``."""
+    return data.subset(i for i, p in enumerate(data.patient_ids) if p not in patients)
+
+
+def _expand_manifests(paths: list[str]) -> list[str]:
+    """``--val-data`` items: a validation manifest (.json) stands for its holdout files (else its inputs)."""
+    from pipelines.validate import load_manifest
+
+    out: list[str] = []
+    for item in paths:
+        if not item.endswith(".json"):
+            out.append(item)
+            continue
+        m = load_manifest(item)
+        out += [str(m.root / f) for f in m.holdout_files] if m.holdout_files else [str(p) for p in m.input_paths()]
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from priors.datasets import SliceDataset, split_by_patient
     from priors.training import TrainConfig, Trainer
-    from pipelines.training_data import TrainingSlices, load_training_slices
 
     out = Path(args.out)
     is_main = int(os.environ.get("RANK", "0")) == 0
@@ -174,8 +196,11 @@ def run(args: argparse.Namespace) -> int:
     # --- data --------------------------------------------------------------------------------
     split_data = load_training_slices(args.data, args.modality)
     if args.val_data:
-        train_part, val_part = split_data, load_training_slices(args.val_data, args.modality)
-        split_method = "explicit --val-data"
+        # Every slice of a validation patient leaves the training data, wherever it was found:
+        # a held-out slice whose neighbours were trained on would flatter the validation table.
+        val_part = load_training_slices(_expand_manifests(args.val_data), args.modality)
+        train_part = _without_patients(split_data, set(val_part.patient_ids))
+        split_method = "explicit --val-data (its patients removed from training)"
     else:
         tr_idx, va_idx = split_by_patient(split_data.patient_ids, args.val_fraction, args.seed)
         train_part, val_part = split_data.subset(tr_idx), split_data.subset(va_idx)
@@ -183,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     if args.train_only:
         extra = load_training_slices(args.train_only, args.modality)
         train_part = TrainingSlices(list(train_part.slices), list(train_part.patient_ids), list(train_part.volume_ids), list(train_part.source_index), list(train_part.sources))
-        train_part.extend(extra)
+        train_part.extend(_without_patients(extra, set(val_part.patient_ids)))
     norm = cfg.norm()
     train_set = SliceDataset(
         train_part.slices, norm, args.size, args.patch, volume_ids=train_part.volume_ids, intensity_scale=cfg.intensity_scale

@@ -132,14 +132,13 @@ def stage_inputs(manifest: Manifest, folder: Path) -> list[Path]:
             continue
         d = folder / f"v{k:02d}"
         d.mkdir(parents=True, exist_ok=True)
-        for j, f in enumerate(item["files"]):
-            link = d / f"{j:03d}.dcm"
-            target = (manifest.root / f).resolve()
-            if link.is_symlink() and link.resolve() == target:
-                continue
-            if link.exists() or link.is_symlink():
-                link.unlink()
-            link.symlink_to(target)
+        links = {d / f"{j:03d}.dcm": (manifest.root / f).resolve() for j, f in enumerate(item["files"])}
+        for old in d.iterdir():
+            if old not in links or not old.is_symlink() or old.resolve() != links[old]:
+                old.unlink()
+        for link, target in links.items():
+            if not link.is_symlink():
+                link.symlink_to(target)
         staged.append(d)
     return staged
 
