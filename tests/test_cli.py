@@ -16,9 +16,9 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for name in ("reconstruct", "simulate", "benchmark", "train", "sample", "demo"):
+    for name in ("reconstruct", "simulate", "benchmark", "validate", "train", "sample", "demo"):
         assert name in out
-    assert len(SUBCOMMAND_MODULES) == 6
+    assert len(SUBCOMMAND_MODULES) == 7
 
 
 def test_console_entry_point_runs_as_module():
