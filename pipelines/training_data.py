@@ -13,7 +13,7 @@ Accepted inputs (files or folders, searched recursively):
   MR percentile normalisation expects. Patient id: the parent folder name.
 * ``.npy`` (2-D slice or 3-D stack of slices) and ``.png`` (grayscale) images, taken as physical
   units (HU for CT). Patient id: the sub-folder below the given root, or the file stem for files
-  directly in the root.
+  directly in the root; a file given on its own belongs to its parent folder.
 
 Every input root is described for the checkpoint (name, slice and patient counts, licence and
 source) from a ``SOURCE.txt`` / ``LICENSE`` / ``README`` found in it or up to two folders above;
@@ -274,7 +274,9 @@ def _png(path: Path) -> np.ndarray:
 
 def _patient_for(file: Path, root: Path) -> str:
     if root.is_file():
-        return file.stem
+        # A file named on its own belongs to its folder's patient, as when its folder is given:
+        # validation files picked out of a patient folder must exclude that folder from training.
+        return file.parent.name
     rel = file.relative_to(root)
     return rel.parts[0] if len(rel.parts) > 1 else file.name.split(".")[0]
 

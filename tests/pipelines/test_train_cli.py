@@ -134,3 +134,18 @@ def test_train_init_from_a_previous_run(npy_dir, tmp_path):
     cfg = json.loads((second / "checkpoint/config.json").read_text())
     assert cfg["training"]["initialised_from"] == str(first)
     assert cfg["architecture"]["model_channels"] == 8  # the tiny source, not "small"
+
+
+def test_val_data_patients_never_reach_training(npy_dir, tmp_path):
+    # A validation slice given on its own takes every other slice of its patient out of training.
+    np.save(npy_dir / "patient0" / "slice2.npy", synthetic_ct(1, 40)[0])
+    out = tmp_path / "run"
+    argv = [a for a in _train_argv(npy_dir, out) if a not in ("--val-fraction", "0.34")]
+    args = _parse(train_cmd, [*argv, "--val-data", str(npy_dir / "patient0" / "slice.npy")])
+    assert args.func(args) == 0
+    cfg = json.loads((out / "checkpoint/config.json").read_text())
+    assert cfg["data"]["n_val_slices"] == 1
+    assert cfg["data"]["n_train_patients"] == 5 and cfg["data"]["n_train_slices"] == 5
+    split = json.loads((out / "split.json").read_text())
+    assert split["val_patients"] == ["patient0"]
+    assert "patient0" not in split["train_patients"]
