@@ -22,7 +22,7 @@ exactly ``A^H y``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -106,6 +106,7 @@ class CartesianFourier(LinearOperator):
 
     domain_complex = True
     range_complex = True
+    modality = "mr"
 
     def __init__(
         self,

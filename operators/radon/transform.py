@@ -16,7 +16,8 @@ operator's adjoint and vice versa. ``pinv`` is filtered backprojection (:mod:`op
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -190,7 +191,7 @@ class ParallelBeam(RadonTransform):
         super().__init__(geometry, projector, backend, filter)
 
     @classmethod
-    def from_geometry(cls, geometry: ParallelGeometry, **kwargs: Any) -> "ParallelBeam":
+    def from_geometry(cls, geometry: ParallelGeometry, **kwargs: Any) -> ParallelBeam:
         """Operator on ``geometry``; ``kwargs`` are ``projector``, ``backend``, ``filter``."""
         if not isinstance(geometry, ParallelGeometry):
             raise ValueError(f"ParallelBeam.from_geometry: got {type(geometry).__name__}, expected ParallelGeometry")
@@ -249,7 +250,7 @@ class FanBeam(RadonTransform):
         super().__init__(geometry, projector, backend, filter)
 
     @classmethod
-    def from_geometry(cls, geometry: FanGeometry, **kwargs: Any) -> "FanBeam":
+    def from_geometry(cls, geometry: FanGeometry, **kwargs: Any) -> FanBeam:
         """Operator on ``geometry``; ``kwargs`` are ``projector``, ``backend``, ``filter``."""
         if not isinstance(geometry, FanGeometry):
             raise ValueError(f"FanBeam.from_geometry: got {type(geometry).__name__}, expected FanGeometry")

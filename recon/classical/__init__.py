@@ -7,7 +7,7 @@ Shared TV machinery (finite differences, Chambolle-Pock loop): :mod:`recon.class
 
 from recon.classical.ct import cgls, default_tv_weight, fbp, sirt, transmission_weights, tv_pdhg
 from recon.classical.mri import cg_sense, cs_tv, zero_filled
-from recon.classical.tv import div2d, grad2d, operator_norm, pdhg_tv, tv_norm, tv_objective
+from recon.classical.tv import div2d, grad2d, pdhg_tv, tv_norm, tv_objective
 
 __all__ = [
     "fbp",
@@ -23,6 +23,5 @@ __all__ = [
     "div2d",
     "tv_norm",
     "tv_objective",
-    "operator_norm",
     "pdhg_tv",
 ]

@@ -22,13 +22,15 @@ Conventions (all samplers):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 
-from operators.base import LinearOperator
-from recon.linalg import batch_dot, batch_norm, conjugate_gradient
+from operators import MU_WATER_PER_MM, Geometry, LinearOperator
+from priors.base import Prior
+from priors.schedules import karras_sigmas
+from recon.linalg import batch_norm, conjugate_gradient
 
 __all__ = [
     "Callback",
@@ -50,71 +52,35 @@ __all__ = [
 #: ``[B, *op.domain_shape]`` in normalised units.
 Callback = Callable[[int, float, torch.Tensor, torch.Tensor], None]
 
-#: Default diffusion range for inverse problems: the schedule that works with a CPU-trained CT prior
-#: at 50 NFE (Karras rho = 7, sigma 20 -> 0.005). sigma_max = 20 is far above the data scale
-#: (images in [0, 1]) so the start is indistinguishable from pure noise, without spending steps at
-#: sigma = 80 where nothing is learned.
+#: Default diffusion range for inverse problems (Karras rho = 7, sigma 20 -> 0.005). sigma_max = 20
+#: is far above the data scale (images in [0, 1]) so the start is indistinguishable from pure
+#: noise, without spending steps at sigma = 80 where nothing is learned.
 DEFAULT_SIGMA_MAX = 20.0
 DEFAULT_SIGMA_MIN = 0.005
 DEFAULT_RHO = 7.0
 
 
 # --- schedules -----------------------------------------------------------------------------------
-def _own_karras(n: int, sigma_min: float, sigma_max: float, rho: float) -> torch.Tensor:
-    ramp = torch.linspace(0, 1, n, dtype=torch.float64)
-    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
-    return (hi + ramp * (lo - hi)) ** rho
-
-
-def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = DEFAULT_RHO) -> torch.Tensor:
-    """``n`` decreasing noise levels from ``sigma_max`` to ``sigma_min`` (Karras et al. 2022, Eq. 5).
-
-    Uses ``priors.schedules.karras_sigmas`` when that module provides it (one definition of the
-    schedule for training and sampling); otherwise the same formula here. Returns float64 ``[n]``
-    without the trailing zero.
-    """
-    if n < 1:
-        raise ValueError(f"karras_sigmas: need n >= 1, got {n}")
-    if n == 1:
-        return torch.tensor([float(sigma_max)], dtype=torch.float64)
-    try:
-        from priors.schedules import karras_sigmas as _shared  # type: ignore[import-not-found]
-    except ImportError:
-        _shared = None
-    if _shared is not None:
-        try:
-            s = torch.as_tensor(_shared(n, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho), dtype=torch.float64)
-        except TypeError:
-            s = None
-        if s is not None:
-            s = s.reshape(-1)
-            if s.numel() == n + 1 and float(s[-1]) == 0.0:
-                s = s[:-1]
-            # Accept the shared schedule only if it is the one documented here.
-            if s.numel() == n and torch.allclose(s, _own_karras(n, sigma_min, sigma_max, rho), rtol=1e-5):
-                return s
-    return _own_karras(n, sigma_min, sigma_max, rho)
-
-
-def default_sigma_range(prior, sigma_min: float | None = None, sigma_max: float | None = None) -> tuple[float, float]:
+def default_sigma_range(prior: Prior, sigma_min: float | None = None, sigma_max: float | None = None) -> tuple[float, float]:
     """The sampling range: the defaults above clipped to the range the prior was trained on."""
     lo = DEFAULT_SIGMA_MIN if sigma_min is None else float(sigma_min)
     hi = DEFAULT_SIGMA_MAX if sigma_max is None else float(sigma_max)
-    lo = max(lo, float(getattr(prior, "sigma_min", lo)))
-    hi = min(hi, float(getattr(prior, "sigma_max", hi)))
+    lo = max(lo, float(prior.sigma_min))
+    hi = min(hi, float(prior.sigma_max))
     if not hi > lo > 0:
         raise ValueError(f"invalid sigma range [{lo}, {hi}]")
     return lo, hi
 
 
 def sampling_sigmas(
-    prior, n_steps: int, *, sigma_min: float | None = None, sigma_max: float | None = None,
+    prior: Prior, n_steps: int, *, sigma_min: float | None = None, sigma_max: float | None = None,
     rho: float = DEFAULT_RHO, sigmas: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Decreasing sigmas ``[n_steps + 1]`` ending in 0 (the final step lands on the clean image).
 
-    ``sigmas`` (a user schedule, with or without the trailing 0) overrides the Karras schedule:
-    schedules are data, not code paths.
+    The Karras et al. (2022) schedule of :func:`priors.schedules.karras_sigmas`, the one used in
+    training, over :func:`default_sigma_range`. ``sigmas`` (a user schedule, with or without the
+    trailing 0) overrides it: schedules are data, not code paths.
     """
     if sigmas is not None:
         s = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)
@@ -196,13 +162,13 @@ class DenoiserView:
     batch) in ``nfe``.
     """
 
-    def __init__(self, prior, complex_: bool):
+    def __init__(self, prior: Prior, complex_: bool):
         self.prior = prior
         self.complex = complex_
         self.nfe = 0
-        params = list(prior.parameters()) if hasattr(prior, "parameters") else []
+        params = list(prior.parameters())
         # Networks run in their own dtype (float32); analytic priors take the state's dtype.
-        self.dtype: Optional[torch.dtype] = params[0].dtype if params else None
+        self.dtype: torch.dtype | None = params[0].dtype if params else None
 
     def to_real(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([x.real, x.imag], dim=0) if self.complex else x
@@ -239,6 +205,14 @@ class WhitenedOperator(LinearOperator):
         self.domain_complex = op.domain_complex
         self.range_complex = op.range_complex
 
+    @property
+    def modality(self) -> str | None:  # type: ignore[override]
+        return self.op.modality
+
+    @property
+    def geometry(self) -> Geometry | None:  # type: ignore[override]
+        return self.op.geometry
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x) * self.inv_std
 
@@ -265,10 +239,10 @@ class DataTerm:
 
     op: LinearOperator
     y: torch.Tensor
-    inv_std: Optional[torch.Tensor] = None
+    inv_std: torch.Tensor | None = None
 
     @classmethod
-    def build(cls, op: LinearOperator, y: torch.Tensor, noise_std: float | torch.Tensor | None) -> "DataTerm":
+    def build(cls, op: LinearOperator, y: torch.Tensor, noise_std: float | torch.Tensor | None) -> DataTerm:
         """``noise_std``: ``None`` / 0 (noise-free), a scalar, or a tensor broadcastable to ``y``
         (per-measurement standard deviation, e.g. ``sqrt(exp(p) / I0)`` for CT line integrals
         ``p`` at ``I0`` photons). Same units as ``y``. For complex data it is ``sqrt(E|n|^2)``
@@ -340,69 +314,20 @@ def relative_residual(op: LinearOperator, x: torch.Tensor, y: torch.Tensor) -> t
     return batch_norm(op(x) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
 
 
-def operator_norm(op: LinearOperator, like: torch.Tensor, n_iter: int = 10) -> float:
-    """Largest singular value of ``op`` by power iteration on ``op.normal``.
-
-    Deterministic (no random start): starts from a constant image plus a fixed ramp, which is not
-    orthogonal to the leading singular vector of any imaging operator seen in practice.
-    """
-    v = torch.ones_like(like[:1])
-    ramp = torch.linspace(0.5, 1.5, v.numel(), dtype=v.real.dtype, device=v.device).reshape(v.shape)
-    v = v * ramp
-    lam = 0.0
-    for _ in range(n_iter):
-        v = v / batch_norm(v).clamp_min(1e-30).reshape(-1, *([1] * (v.ndim - 1)))
-        w = op.normal(v)
-        lam = float(batch_dot(v, w)[0])
-        v = w
-    return math.sqrt(max(lam, 0.0))
+def operator_norm(op: LinearOperator, like: torch.Tensor) -> float:
+    """``||op||`` from :meth:`LinearOperator.norm`, iterated in ``like``'s dtype and on its device."""
+    return op.norm(dtype=like.dtype, device=like.device)
 
 
 # --- physical <-> normalised composition -------------------------------------------------------------
-#: Linear attenuation coefficient of water used for HU <-> mu when ``operators.noise`` does not
-#: provide one: 0.0192 / mm (about 70 keV, the effective energy of a 120 kVp beam).
-MU_WATER_PER_MM_FALLBACK = 0.0192
-
-
 def water_attenuation() -> float:
-    """mu_water in 1/mm: the dose model's constant (``operators.noise``) when it exists, so HU is
-    converted the same way everywhere; otherwise :data:`MU_WATER_PER_MM_FALLBACK`."""
-    try:
-        import operators.noise as noise  # type: ignore[import-not-found]
-    except ImportError:
-        return MU_WATER_PER_MM_FALLBACK
-    for name in ("MU_WATER", "MU_WATER_PER_MM", "WATER_MU", "mu_water"):
-        v = getattr(noise, name, None)
-        if isinstance(v, (int, float)) and v > 0:
-            return float(v)
-    hu_to_mu = getattr(noise, "hu_to_mu", None)
-    if callable(hu_to_mu):
-        try:
-            return float(hu_to_mu(0.0))
-        except Exception:  # a different signature: fall back to the documented constant
-            pass
-    return MU_WATER_PER_MM_FALLBACK
+    """mu_water in 1/mm for HU <-> attenuation: :data:`operators.noise.MU_WATER_PER_MM`."""
+    return MU_WATER_PER_MM
 
 
-def operator_modality(op: LinearOperator) -> Optional[str]:
-    """``"ct"`` for Radon operators, ``"mr"`` for Fourier operators, ``None`` when unknown.
-
-    An explicit ``modality`` attribute wins; wrappers (``ScaledOperator``, :class:`WhitenedOperator`)
-    are looked through; otherwise the defining module decides (``operators.radon`` /
-    ``operators.fourier``).
-    """
-    m = getattr(op, "modality", None)
-    if isinstance(m, str) and m in ("ct", "mr"):
-        return m
-    inner = getattr(op, "op", None)
-    if isinstance(inner, LinearOperator):
-        return operator_modality(inner)
-    module = type(op).__module__
-    if module.startswith("operators.radon"):
-        return "ct"
-    if module.startswith("operators.fourier"):
-        return "mr"
-    return None
+def operator_modality(op: LinearOperator) -> str | None:
+    """``op.modality``: ``"ct"`` for Radon operators, ``"mr"`` for Fourier operators, else ``None``."""
+    return op.modality
 
 
 @dataclass
@@ -429,7 +354,7 @@ class NormalizedProblem:
 
     op: LinearOperator
     y: torch.Tensor
-    noise_std: Optional[torch.Tensor | float]
+    noise_std: torch.Tensor | float | None
     scale: torch.Tensor
     offset: float
     phys_scale: torch.Tensor
@@ -456,16 +381,16 @@ class NormalizedProblem:
 
 
 def normalize_problem(
-    prior,
+    prior: Prior,
     op: LinearOperator,
     y: torch.Tensor,
     noise_std: float | torch.Tensor | None = None,
     *,
-    modality: Optional[str] = None,
+    modality: str | None = None,
     scale: float | torch.Tensor | None = None,
 ) -> NormalizedProblem:
-    """Compose the prior's intensity normalisation with the operator (DESIGN: physical = offset +
-    scale * normalised).
+    """Compose the prior's intensity normalisation (``physical = offset + scale * normalised``)
+    with the operator.
 
     * CT (``modality == "ct"``, window normalisation in HU): the operator acts on attenuation
       ``mu = mu_w (1 + HU / 1000)`` in 1/mm, HU = ``low + (high - low) x``, so

@@ -11,7 +11,7 @@ import torch
 from operators.base import MatrixOperator
 from recon import classical
 from recon.classical import ct as ct_mod
-from recon.classical.tv import div2d, grad2d, operator_norm, tv_objective
+from recon.classical.tv import div2d, grad2d, tv_objective
 from recon.metrics import psnr
 
 # --- small hand-made operators ----------------------------------------------------------------------
@@ -95,7 +95,7 @@ def test_cg_sense_converges_to_least_squares_solution_complex_and_tikhonov():
     assert torch.allclose(x, ref, atol=1e-8)
     # Tikhonov: gamma = l2 * ||A||^2 with the same deterministic norm estimate.
     l2 = 0.05
-    gamma = l2 * operator_norm(op, torch.complex128) ** 2
+    gamma = l2 * op.norm(dtype=torch.complex128) ** 2
     M = A.conj().T @ A + gamma * torch.eye(36, dtype=A.dtype)
     ref = torch.linalg.solve(M, A.conj().T @ y.T).T.reshape(2, 1, 6, 6)
     x = classical.cg_sense(op, y, n_iter=80, l2=l2)
@@ -109,12 +109,12 @@ def test_sirt_decreases_weighted_residual_monotonically():
     R, _ = ct_mod._sirt_weights(op, y)
     res = []
     classical.sirt(op, y, n_iter=40, nonneg=False, callback=lambda k, x: res.append(float((R * (y - op(x)) ** 2).sum())))
-    assert all(b <= a * (1 + 1e-12) for a, b in zip(res, res[1:]))
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(res, res[1:], strict=False))
     assert res[-1] < 0.05 * res[0]
     # With the non-negativity projection the plain residual still falls steadily.
     plain = []
     classical.sirt(op, y, n_iter=40, nonneg=True, callback=lambda k, x: plain.append(float(torch.linalg.vector_norm(y - op(x)))))
-    assert all(b <= a * (1 + 1e-9) for a, b in zip(plain[::5], plain[5::5]))
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(plain[::5], plain[5::5], strict=False))
 
 
 def test_sirt_rejects_operators_with_negative_entries():
@@ -141,7 +141,7 @@ def test_tv_pdhg_objective_decreases_and_approaches_optimum():
 
     x = classical.tv_pdhg(op, y, weight=lam, absolute_weight=True, n_iter=300, nonneg=True, callback=cb)
     seq = [objs[k] for k in sorted(objs)]
-    assert all(b <= a * (1 + 1e-4) for a, b in zip(seq, seq[1:])), seq
+    assert all(b <= a * (1 + 1e-4) for a, b in zip(seq, seq[1:], strict=False)), seq
     # Against a long run: the 300-iteration objective is within 0.1 % of the 1000-iteration one.
     x_long = classical.tv_pdhg(op, y, weight=lam, absolute_weight=True, n_iter=1000, nonneg=True)
     f_long = float(tv_objective(op, x_long, y, lam))
