@@ -48,7 +48,7 @@ __all__ = [
 
 #: Linear attenuation of water at 70 keV, 1/mm (NIST XCOM; see the module docstring).
 MU_WATER_PER_MM = 0.0193
-#: Lower clip (photons) applied to counts before the log.
+#: Lower clip (photons) applied to dark-corrected counts before the log (see the module docstring).
 COUNT_FLOOR = 0.1
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
@@ -107,37 +107,59 @@ def simulate_counts(
 
 def counts_to_line_integrals(
     counts: torch.Tensor,
-    i0: float | torch.Tensor,
+    i0: float | torch.Tensor | None = None,
     dark: float | torch.Tensor = 0.0,
-    flat: torch.Tensor | None = None,
+    flat: float | torch.Tensor | None = None,
     *,
     eps: float = COUNT_FLOOR,
 ) -> torch.Tensor:
-    """Log-transform raw counts: ``-log(max(counts - dark, eps) / (flat - dark))``.
+    """The log transform of raw detector readings: ``p = -log(max(counts - dark, eps) / (flat - dark))``.
+
+    Readings follow ``counts = I0 exp(-p) + dark`` (plus noise): ``dark`` is the reading with the
+    source off, ``flat`` the air scan (source on, no object), so ``flat - dark = I0``. This is the
+    one log transform of the project: simulated data and measured sinogram directories both use it.
 
     Args:
-        counts: measured counts (any shape).
-        i0: unattenuated counts, used when ``flat`` is None (scalar or broadcastable tensor).
-        dark: dark-current offset (counts with the source off), subtracted from counts and flat.
-        flat: flat-field (air scan) counts broadcastable to ``counts``; replaces ``i0`` when given.
-        eps: lower clip on the dark-corrected counts (photons), so that the log stays finite.
+        counts: raw readings in photons, any shape (e.g. ``[B, 1, n_angles, n_detectors]``); real
+            floating point. The result has its shape and dtype.
+        i0: unattenuated photons per reading above the dark level (scalar or a tensor broadcastable
+            to ``counts``); the flat field is then ``i0 + dark``. Ignored when ``flat`` is given.
+        dark: dark-field reading(s), scalar or broadcastable tensor, subtracted from ``counts`` and
+            ``flat``.
+        flat: flat-field reading(s), scalar or tensor broadcastable to ``counts`` (e.g. one per
+            detector ``[n_detectors]`` or per reading ``[n_angles, n_detectors]``).
+        eps: floor in photons on the dark-corrected counts, :data:`COUNT_FLOOR` by default: a ray
+            with fewer than ``eps`` photons above the dark level (photon starvation) gets the
+            finite ``p = log((flat - dark) / eps)`` instead of inf; every other ray is unchanged.
+
+    Raises:
+        ValueError: NaN or inf inputs, ``eps <= 0``, neither ``i0`` nor ``flat`` given, or a
+            reference intensity ``flat - dark`` (or ``i0``) that is not positive everywhere.
     """
     fn = "counts_to_line_integrals"
     _check_tensor(counts, "counts", fn)
     eps = _check_positive(eps, "eps", fn)
+    dark_t = _as_real(dark, "dark", fn, counts)
     if flat is not None:
-        _check_tensor(flat, "flat", fn)
-        ref = flat.to(counts.dtype) - dark
+        ref = _as_real(flat, "flat", fn, counts) - dark_t
+    elif i0 is not None:
+        ref = _as_real(i0, "i0", fn, counts)
     else:
-        if isinstance(i0, torch.Tensor):
-            _check_tensor(i0, "i0", fn)
-            ref = i0.to(counts.dtype) - dark
-        else:
-            ref = torch.as_tensor(_check_positive(i0, "i0", fn), dtype=counts.dtype, device=counts.device) - dark
-    ref = torch.as_tensor(ref, dtype=counts.dtype, device=counts.device)
+        raise ValueError(f"{fn}: give i0 (photons above the dark level) or flat (the air-scan reading)")
     if not bool((ref > 0).all()):
-        raise ValueError(f"{fn}: reference intensity (flat or i0) minus dark must be > 0 everywhere")
-    return -torch.log(torch.clamp(counts - dark, min=eps) / ref)
+        raise ValueError(f"{fn}: reference intensity (flat - dark, or i0) must be > 0 everywhere")
+    return -torch.log(torch.clamp(counts - dark_t, min=eps) / ref)
+
+
+def _as_real(value: float | torch.Tensor, name: str, fn: str, like: torch.Tensor) -> torch.Tensor:
+    """``value`` as a finite real tensor in ``like``'s dtype and device."""
+    if isinstance(value, torch.Tensor):
+        _check_tensor(value, name, fn)
+        return value.to(device=like.device, dtype=like.dtype)
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{fn}: {name} is {value!r}, expected a finite number")
+    return torch.as_tensor(v, dtype=like.dtype, device=like.device)
 
 
 def transmission_noise(

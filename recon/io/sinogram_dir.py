@@ -38,9 +38,10 @@ Layout::
     }
 
 Line integrals are dimensionless (attenuation coefficient in 1/mm times path length in mm).
-Counts are converted with ``p = -log((counts - dark) / (flat - dark))``, the numerator clipped
-below at half a photon (or 1e-6 of ``flat - dark`` when that is smaller) so that photon
-starvation gives a large finite value instead of inf.
+Counts are photons, converted by :func:`operators.noise.counts_to_line_integrals`:
+``p = -log(max(counts - dark, min_counts) / (flat - dark))`` with ``min_counts`` (optional sidecar
+field) defaulting to :data:`operators.noise.COUNT_FLOOR` photons, so that photon starvation gives a
+large finite value instead of inf.
 """
 
 from __future__ import annotations
@@ -50,12 +51,16 @@ import logging
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 
+from operators.geometry import geometry_from_dict
+from operators.noise import COUNT_FLOOR, counts_to_line_integrals
 from recon.errors import InputError
 from recon.io.atomic import atomic_path, atomic_save_npy, atomic_save_npz, atomic_write_json, is_partial
 
@@ -110,8 +115,6 @@ class SinogramStudy:
 
     def geometry_object(self) -> Any:
         """The :mod:`operators.geometry` dataclass for this geometry."""
-        from operators.geometry import geometry_from_dict
-
         return geometry_from_dict(self.geometry)
 
 
@@ -132,7 +135,9 @@ def load_json(path: Path, what: str = "JSON file") -> Any:
         raise InputError(path, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
-def _number(gpath: Path | None, d: Mapping[str, Any], key: str, *, positive: bool = False, allow_none: bool = True) -> float | None:
+def _number(
+    gpath: Path | None, d: Mapping[str, Any], key: str, *, positive: bool = False, allow_none: bool = True
+) -> float | None:
     v = d.get(key)
     if v is None:
         if allow_none:
@@ -184,7 +189,8 @@ def validate_geometry(sidecar: Mapping[str, Any], where: Path | None = None) -> 
         d.setdefault("pixel_size_mm", d["image"].get("pixel_size_mm"))
     kind = d.get("type")
     if kind not in ("parallel", "fan"):
-        raise InputError(where, f"field 'type' is {kind!r}, expected 'parallel' or 'fan'" if "type" in d else "missing field 'type' ('parallel' or 'fan')")
+        problem = f"field 'type' is {kind!r}, expected" if "type" in d else "missing field 'type'"
+        raise InputError(where, f"{problem} 'parallel' or 'fan'" if "type" in d else f"{problem} ('parallel' or 'fan')")
     required = ["image_size", "pixel_size_mm", "angles", "n_detectors", "detector_spacing_mm"]
     if kind == "fan":
         required += ["source_origin_mm", "origin_detector_mm"]
@@ -206,13 +212,13 @@ def validate_geometry(sidecar: Mapping[str, Any], where: Path | None = None) -> 
     size = geo["image_size"]
     if isinstance(size, int) and not isinstance(size, bool):
         size = [size, size]
-    if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)):
+    if not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+    ):
         raise InputError(where, f"field 'image_size' is {geo['image_size']!r}, expected [H, W] positive integers")
     geo["image_size"] = [int(size[0]), int(size[1])]
-    try:
-        from operators.geometry import geometry_from_dict
-    except ImportError:  # operators is a sibling package of the same distribution; keep I/O usable alone
-        return geo
     try:
         return geometry_from_dict(geo).to_dict()
     except ValueError as e:
@@ -286,30 +292,28 @@ def _check_real_finite(path: Path, arr: np.ndarray, label: str = "") -> np.ndarr
     bad = ~np.isfinite(arr)
     if bad.any():
         where = np.argwhere(bad)[0]
-        raise InputError(path, f"{label}data contains {int(bad.sum())} NaN/inf value(s) (first at index {tuple(int(i) for i in where)})")
+        first = tuple(int(i) for i in where)
+        raise InputError(path, f"{label}data contains {int(bad.sum())} NaN/inf value(s) (first at index {first})")
     return arr
 
 
-def counts_to_line_integrals(
-    counts: np.ndarray, *, flat: float | np.ndarray, dark: float | np.ndarray = 0.0, min_counts: float | None = None
+def _line_integrals_from_counts(
+    counts: np.ndarray, acq: Mapping[str, Any], flat: float | np.ndarray | None
 ) -> np.ndarray:
-    """``-log((counts - dark) / (flat - dark))`` with a safe clip; float32, same shape as counts.
+    """Raw counts ``[n, A, D]`` -> float32 line integrals by :func:`operators.noise.counts_to_line_integrals`.
 
-    Args:
-        counts: measured counts, any shape ending in ``n_detectors``.
-        flat: unattenuated counts (scalar or broadcastable array, e.g. per detector).
-        dark: dark-current offset (scalar or broadcastable).
-        min_counts: lower clip of ``counts - dark``; default half a photon or, for data scaled to
-            ``flat - dark`` below 1000, 1e-6 of it.
+    Computed in float64; ``flat`` (a number or a loaded ``[D]`` / ``[A, D]`` array) replaces ``i0``.
     """
-    c = np.asarray(counts, dtype=np.float64)
-    ref = np.asarray(flat, dtype=np.float64) - np.asarray(dark, dtype=np.float64)
-    if np.any(ref <= 0):
-        raise ValueError("flat - dark must be > 0")
-    if min_counts is None:
-        min_counts = float(min(0.5, 1e-6 * float(np.min(ref)) if float(np.min(ref)) < 1e3 else 0.5))
-    num = np.maximum(c - dark, min_counts)
-    return (-np.log(num / ref)).astype(np.float32)
+    if isinstance(flat, np.ndarray):
+        flat = torch.from_numpy(flat.astype(np.float64))
+    p = counts_to_line_integrals(
+        torch.from_numpy(np.asarray(counts, dtype=np.float64)),
+        i0=acq.get("i0"),
+        dark=acq.get("dark", 0.0),
+        flat=flat,
+        eps=acq.get("min_counts", COUNT_FLOOR),
+    )
+    return p.numpy().astype(np.float32)
 
 
 def read_sinogram_dir(path: str | Path) -> SinogramStudy:
@@ -366,7 +370,9 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
         if len(found) > 1:
             raise InputError(root, "both sinogram.npy and sinogram.npz present; keep one")
         if found and per_slice:
-            raise InputError(root, f"both {found[0].name} and per-slice files ({per_slice[0].name}, ...) present; keep one layout")
+            raise InputError(
+                root, f"both {found[0].name} and per-slice files ({per_slice[0].name}, ...) present; keep one layout"
+            )
         if found:
             stacked = found[0]
         elif not per_slice:
@@ -380,7 +386,9 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
         elif arr.ndim == 4 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.ndim != 3:
-            raise InputError(stacked, f"data has shape {arr.shape}, expected [n_slices, n_angles, n_detectors] = [n, {n_angles}, {n_det}]")
+            raise InputError(
+                stacked, f"data has shape {arr.shape}, expected [n_slices, n_angles, n_detectors] = [n, {n_angles}, {n_det}]"
+            )
         if arr.shape[1:] != (n_angles, n_det):
             raise InputError(stacked, f"data has shape {arr.shape}, but geometry.json says {n_angles} angles x {n_det} detectors")
         names = list(slices_field) if slices_field is not None else [f"slice_{i:04d}" for i in range(arr.shape[0])]
@@ -410,16 +418,16 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
     # ---- counts -> line integrals
     if acq["values"] == "counts":
         dark = acq.get("dark", 0.0)
-        # i0 counts photons above the dark level, so the unattenuated reading is i0 + dark.
-        flat: Any = acq["flat"] if "flat" in acq else acq["i0"] + dark
+        flat: Any = acq.get("flat")
         if isinstance(flat, str):
             fpath = root / flat
             flat = _check_real_finite(fpath, _load_array(fpath, key="flat"))
             if flat.shape not in ((n_det,), (n_angles, n_det)):
                 raise InputError(fpath, f"flat field has shape {flat.shape}, expected [{n_det}] or [{n_angles}, {n_det}]")
-        if np.any(np.asarray(flat) - dark <= 0):
+        # i0 counts photons above the dark level, so without a flat field the air reading is i0 + dark.
+        if np.any((np.asarray(flat) - dark if flat is not None else np.asarray(acq["i0"])) <= 0):
             raise InputError(gpath, "flat (or i0) must exceed dark")
-        data = counts_to_line_integrals(data, flat=flat, dark=dark, min_counts=acq.get("min_counts"))
+        data = _line_integrals_from_counts(data, acq, flat)
 
     identity, reference = identity_and_reference(root, sidecar, gpath)
 
@@ -510,7 +518,7 @@ def write_sinogram_dir(
         The directory.
     """
     root = Path(path)
-    if hasattr(data, "detach"):
+    if isinstance(data, torch.Tensor):
         data = data.detach().cpu().numpy()
     arr = np.asarray(data, dtype=np.float32)
     if arr.ndim == 4 and arr.shape[1] == 1:
@@ -523,7 +531,8 @@ def write_sinogram_dir(
         raise ValueError("data contains NaN or inf")
     geo = validate_geometry(geometry, None)
     if arr.shape[1:] != (len(geo["angles"]), int(geo["n_detectors"])):
-        raise ValueError(f"data shape {arr.shape} disagrees with geometry ({len(geo['angles'])} angles x {geo['n_detectors']} detectors)")
+        n_ang, n_det = len(geo["angles"]), geo["n_detectors"]
+        raise ValueError(f"data shape {arr.shape} disagrees with geometry ({n_ang} angles x {n_det} detectors)")
     if layout not in ("stacked", "per_slice"):
         raise ValueError(f"layout must be 'stacked' or 'per_slice', got {layout!r}")
     if fmt not in ("npy", "npz", "tif"):
@@ -574,7 +583,7 @@ def write_sinogram_dir(
         else:
             atomic_save_npz(targets[0], sinogram=arr)
     else:
-        for t, a in zip(targets, arr):
+        for t, a in zip(targets, arr, strict=True):
             if fmt == "npy":
                 atomic_save_npy(t, a)
             elif fmt == "npz":

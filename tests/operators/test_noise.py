@@ -60,12 +60,24 @@ def test_counts_to_line_integrals_dark_flat():
     flat = torch.tensor([1000.0, 2000.0, 1500.0], dtype=torch.float64)
     dark = 10.0
     counts = (flat - dark) * torch.exp(-p) + dark
-    assert torch.allclose(counts_to_line_integrals(counts, i0=0.0, dark=dark, flat=flat), p)
+    assert torch.allclose(counts_to_line_integrals(counts, dark=dark, flat=flat), p)
     assert torch.allclose(counts_to_line_integrals(1e4 * torch.exp(-p), 1e4), p)
+    # i0 counts photons above the dark level: the air reading is i0 + dark
+    assert torch.allclose(counts_to_line_integrals(1e4 * torch.exp(-p) + dark, 1e4, dark=dark), p)
     with pytest.raises(ValueError, match="must be > 0"):
-        counts_to_line_integrals(counts, 5.0, dark=10.0)
+        counts_to_line_integrals(counts, dark=10.0, flat=5.0)
+    with pytest.raises(ValueError, match="i0"):
+        counts_to_line_integrals(counts, dark=10.0)
     with pytest.raises(ValueError, match="NaN or inf"):
         counts_to_line_integrals(torch.tensor([float("nan")]), 1e4)
+
+
+def test_count_floor_only_touches_starved_rays():
+    """Below ``eps`` photons above the dark level the line integral saturates at log(I0 / eps)."""
+    counts = torch.tensor([0.0, 5.0, 5.05, 5.1, 6.0, 1e3], dtype=torch.float64)
+    p = counts_to_line_integrals(counts, 1e3, dark=5.0, eps=0.1)
+    assert torch.allclose(p[:3], torch.full((3,), math.log(1e3 / 0.1), dtype=torch.float64))
+    assert torch.allclose(p[3:], -torch.log((counts[3:] - 5.0) / 1e3))
 
 
 def test_simulate_counts_mean():

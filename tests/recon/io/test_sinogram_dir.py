@@ -7,9 +7,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
+from operators.noise import COUNT_FLOOR, counts_to_line_integrals
 from recon.errors import InputError
-from recon.io.sinogram_dir import counts_to_line_integrals, read_sinogram_dir, write_sinogram_dir
+from recon.io.sinogram_dir import read_sinogram_dir, write_sinogram_dir
 
 PARALLEL = {
     "type": "parallel",
@@ -67,7 +69,7 @@ def test_counts_converted_safely(tmp_path):
     s = read_sinogram_dir(tmp_path / "s")
     assert np.isfinite(s.data).all()
     np.testing.assert_allclose(s.data[0, 0].ravel()[1:], p[0].ravel()[1:], rtol=1e-5, atol=1e-5)
-    assert s.data[0, 0, 0, 0] == pytest.approx(-math.log(0.5 / 1e4), rel=1e-5)
+    assert s.data[0, 0, 0, 0] == pytest.approx(-math.log(COUNT_FLOOR / 1e4), rel=1e-5)
     assert s.acquisition["values"] == "counts"
 
 
@@ -82,10 +84,29 @@ def test_counts_with_flat_field_file(tmp_path):
         read_sinogram_dir(tmp_path / "s")
 
 
-def test_counts_to_line_integrals_per_detector_flat():
-    flat = np.linspace(900, 1100, 5)
-    out = counts_to_line_integrals(flat[None] * math.exp(-0.7), flat=flat)
-    np.testing.assert_allclose(out, 0.7, rtol=1e-6)
+@pytest.mark.parametrize("flat", [None, 1.2e4, "file"], ids=["i0", "scalar-flat", "flat-file"])
+def test_reader_and_operators_noise_give_identical_line_integrals(tmp_path, flat):
+    """One log transform: the reader's line integrals are operators.noise's, bit for bit (in float32),
+    including photon-starved readings at or below the dark level and a sidecar ``min_counts``."""
+    rng = np.random.default_rng(1)
+    dark = 12.0
+    flat_field = np.round(rng.uniform(9e3, 1.1e4, 48)) if flat == "file" else None  # float32-exact, as stored
+    ref = flat_field if flat == "file" else (1e4 if flat is None else flat - dark)
+    p = rng.random((2, 12, 48)) * 9  # down to ~1 photon: the floor matters for some rays
+    counts = np.round(rng.poisson(ref * np.exp(-p)) + dark).astype(np.float32)
+    counts[0, 0, :4] = [0.0, dark, dark + 0.05, dark + 1.0]
+    for extra, eps in (({}, COUNT_FLOOR), ({"min_counts": 0.5}, 0.5)):
+        out = tmp_path / f"s{len(extra)}"
+        kw = {"flat": "flat.npy"} if flat == "file" else ({"flat": flat} if flat is not None else {})
+        write_sinogram_dir(out, counts, PARALLEL, values="counts", i0=1e4, dark=dark, extra=extra, **kw)
+        if flat == "file":
+            np.save(out / "flat.npy", flat_field)
+        got = read_sinogram_dir(out).data[:, 0]
+        f = torch.from_numpy(flat_field) if flat == "file" else flat
+        want = counts_to_line_integrals(torch.from_numpy(counts).double(), 1e4, dark=dark, flat=f, eps=eps).float()
+        np.testing.assert_array_equal(got, want.numpy())
+        ref_d = flat_field[:3] - dark if flat == "file" else np.full(3, ref)
+        np.testing.assert_allclose(got[0, 0, :3], -np.log(eps / ref_d), rtol=1e-6)  # starved: at the floor
 
 
 def test_reference_dicom_and_identity_json(tmp_path):
