@@ -4,7 +4,7 @@ CT: TCGA-LUAD slices (one per patient, resized to 256x256, air floor -1000 HU, e
 pixel size), parallel beam over 180 degrees (ASTRA ``linear``), 8/16/32/60 views, noise-free and
 optionally Poisson transmission noise at ``--i0`` photons. Methods: FBP (ram-lak), SIRT, CGLS,
 TV-PDHG with the default weight rule, and optionally (``--oracle``) TV with the weight picked per
-slice from a grid by the ground truth (the "weight tuned per slice" floor of DESIGN.md).
+slice from a grid by the ground truth (the best any single weight could do on that slice).
 Metrics: :func:`recon.metrics.ct_metrics` (PSNR/SSIM on [-1000, 1000] HU, data_range 2000).
 
 MRI: BraTS FLAIR/T1c axial slices (background-subtracted magnitude, 240x240), single-coil
@@ -105,7 +105,7 @@ def bench_ct(n_slices: int, views: list[int], i0s: list[float | None], oracle: b
     for i0 in i0s:
         for nv in views:
             acc: dict[str, list] = {}
-            for k, (pid, hu, px) in enumerate(slices):
+            for k, (_pid, hu, px) in enumerate(slices):
                 op = ParallelBeam(256, np.linspace(0, np.pi, nv, endpoint=False), pixel_size_mm=px)
                 x = torch.from_numpy(hu_to_mu(hu)).float()[None, None]
                 y = op(x)

@@ -32,7 +32,7 @@ centred (DC at ``(H // 2, W // 2)``), orthonormal FFT; returned maps have the sa
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -160,8 +160,7 @@ def _single_threaded() -> Iterator[None]:
     """Run a small dense LAPACK call on one intra-op thread, restoring the previous count.
 
     A ~300 x 300 eigendecomposition gains nothing from threads, but on a busy CPU a threaded LAPACK
-    call can stall for seconds waiting for its workers (measured: 0.05 s on one thread against
-    1-10 s on two threads of an oversubscribed 2-core machine).
+    call can stall for seconds waiting for its workers, many times longer than it takes on one.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any
 
 import numpy as np
 
@@ -200,7 +201,7 @@ class ParallelGeometry(_GeometryQuantities):
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ParallelGeometry":
+    def from_dict(cls, d: dict[str, Any]) -> ParallelGeometry:
         if not isinstance(d, dict):
             raise ValueError(f"{cls.__name__}.from_dict: got {type(d).__name__}, expected a dict")
         if d.get("type", "parallel") != "parallel":
@@ -217,10 +218,10 @@ class ParallelGeometry(_GeometryQuantities):
         return json.dumps(self.to_dict(), **kwargs)
 
     @classmethod
-    def from_json(cls, s: str) -> "ParallelGeometry":
+    def from_json(cls, s: str) -> ParallelGeometry:
         return cls.from_dict(json.loads(s))
 
-    def with_angles(self, angles: Sequence[float] | np.ndarray) -> "ParallelGeometry":
+    def with_angles(self, angles: Sequence[float] | np.ndarray) -> ParallelGeometry:
         """The same geometry with another angle set."""
         d = self.to_dict()
         d["angles"] = list(np.asarray(angles, dtype=np.float64).reshape(-1))
@@ -314,7 +315,7 @@ class FanGeometry(_GeometryQuantities):
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "FanGeometry":
+    def from_dict(cls, d: dict[str, Any]) -> FanGeometry:
         if not isinstance(d, dict):
             raise ValueError(f"{cls.__name__}.from_dict: got {type(d).__name__}, expected a dict")
         if d.get("type", "fan") != "fan":
@@ -339,16 +340,16 @@ class FanGeometry(_GeometryQuantities):
         return json.dumps(self.to_dict(), **kwargs)
 
     @classmethod
-    def from_json(cls, s: str) -> "FanGeometry":
+    def from_json(cls, s: str) -> FanGeometry:
         return cls.from_dict(json.loads(s))
 
-    def with_angles(self, angles: Sequence[float] | np.ndarray) -> "FanGeometry":
+    def with_angles(self, angles: Sequence[float] | np.ndarray) -> FanGeometry:
         d = self.to_dict()
         d["angles"] = list(np.asarray(angles, dtype=np.float64).reshape(-1))
         return type(self).from_dict(d)
 
 
-Geometry = Union[ParallelGeometry, FanGeometry]
+Geometry = ParallelGeometry | FanGeometry
 
 
 def geometry_from_dict(d: dict[str, Any]) -> Geometry:

@@ -41,7 +41,7 @@ def matrix_bytes_estimate(geometry: ParallelGeometry | FanGeometry, projector: s
     return int(8 * rays * max(h, w) * NNZ_PER_RAY_PER_SIDE[projector])
 
 
-_MATRIX_CACHE: "weakref.WeakValueDictionary[tuple, MatrixBackend]" = weakref.WeakValueDictionary()
+_MATRIX_CACHE: weakref.WeakValueDictionary[tuple, MatrixBackend] = weakref.WeakValueDictionary()
 _MATRIX_LOCK = threading.Lock()
 
 
@@ -58,7 +58,7 @@ class MatrixBackend(RadonBackend):
         self.sino_shape = tuple(geometry.sinogram_shape)
         n_blocks = max(1, min(geometry.n_angles, os.cpu_count() or 1))
         edges = np.linspace(0, geometry.n_angles, n_blocks + 1).astype(int)
-        angle_sets = [geometry.angles_array[a:b] for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        angle_sets = [geometry.angles_array[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
         def build(k: int) -> sp.csr_matrix:
             vol_geom, proj_geom = astra_geometries(geometry.with_angles(angle_sets[k]))
@@ -74,7 +74,7 @@ class MatrixBackend(RadonBackend):
                 (m.data.astype(np.float32), m.indices.astype(np.int32), m.indptr.astype(np.int32)), shape=m.shape
             )
 
-        self.rows = [b - a for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        self.rows = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
         self.blocks32: list[sp.csr_matrix] = parallel_map(build, len(angle_sets))
         self.row_edges = np.concatenate([[0], np.cumsum([b.shape[0] for b in self.blocks32])])
         self._blocks64: list[sp.csr_matrix] | None = None
@@ -82,7 +82,7 @@ class MatrixBackend(RadonBackend):
         self._lock = threading.Lock()
 
     @classmethod
-    def create(cls, geometry: ParallelGeometry | FanGeometry, projector_type: str) -> "MatrixBackend":
+    def create(cls, geometry: ParallelGeometry | FanGeometry, projector_type: str) -> MatrixBackend:
         """Shared per (geometry, projector): several operators on one geometry hold one matrix."""
         key = (geometry.to_json(), projector_type)
         with _MATRIX_LOCK:

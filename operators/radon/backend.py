@@ -9,7 +9,8 @@ The layout follows ODL's ``odl/tomo/backends``: one module per backend, register
 from __future__ import annotations
 
 import abc
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -31,7 +32,7 @@ class RadonBackend(abc.ABC):
     """
 
     @classmethod
-    def create(cls, geometry: ProjectionGeometry, projector_type: str) -> "RadonBackend":
+    def create(cls, geometry: ProjectionGeometry, projector_type: str) -> RadonBackend:
         """A backend for ``geometry``; implementations may share one between operators."""
         return cls(geometry, projector_type)  # type: ignore[call-arg]
 

@@ -12,7 +12,8 @@ of attenuation in 1/mm out (the units the forward projection was given).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

@@ -1,4 +1,4 @@
-"""The property battery every operator must pass (DESIGN.md: one battery over every operator).
+"""The property battery every operator must pass: one battery over every operator.
 
 Call :func:`check_operator` from a parametrised test, once per operator x backend x dtype.
 """

@@ -67,6 +67,21 @@ def test_backends_agree():
     assert torch.allclose(a.adjoint(y), b.adjoint(y), rtol=1e-5, atol=1e-5)
 
 
+def test_backends_are_chosen_by_name():
+    from operators.radon import BACKENDS
+    from operators.radon.backend import RadonBackend, create_backend
+
+    assert BACKENDS == ("auto", "matrix", "cpu", "cuda")
+    assert list(available_backends()) == list(BACKENDS[1:])
+    op = ParallelBeam(24, uniform_angles(12))
+    be = create_backend("cpu", op.geometry, "linear")
+    assert isinstance(be, RadonBackend)
+    x = torch.rand(2, *op.domain_shape, dtype=torch.float64)
+    assert torch.allclose(be.project(x, adjoint=False), op(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown Radon backend"):
+        create_backend("gpu", op.geometry, "linear")
+
+
 def test_matrix_shared_between_operators():
     a = ParallelBeam(24, uniform_angles(12), backend="matrix")
     b = ParallelBeam.from_geometry(a.geometry, backend="matrix")
