@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -32,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from operators.geometry import uniform_angles  # noqa: E402
 from operators.noise import hu_to_mu  # noqa: E402
 from operators.radon import ParallelBeam  # noqa: E402
+from pipelines.sampler_options import add_set_argument, parse_options  # noqa: E402
 from priors.edm import EDMPrior  # noqa: E402
 from priors.network import preset  # noqa: E402
 from priors.normalization import CT_WINDOW  # noqa: E402
-from pipelines.sampler_options import add_set_argument, parse_options  # noqa: E402
 from recon.api import reconstruct  # noqa: E402
 
 

@@ -23,8 +23,9 @@ import os
 import platform
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,9 +33,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from priors.edm import EDMPrior
+from priors.errors import PriorError
 from priors.network import UNetConfig
 from priors.normalization import Normalization
-from priors.errors import PriorError
 
 __all__ = [
     "FORMAT",

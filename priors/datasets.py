@@ -160,7 +160,7 @@ class SliceDataset(Dataset):
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def to(self, device: torch.device | str) -> "SliceDataset":
+    def to(self, device: torch.device | str) -> SliceDataset:
         """Move the in-memory slices (e.g. to the GPU, so batches never leave it)."""
         self.images = self.images.to(device)
         return self

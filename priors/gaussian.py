@@ -9,7 +9,7 @@ problem (:meth:`GaussianPrior.posterior`), which is what the sampler tests do.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

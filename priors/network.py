@@ -107,7 +107,7 @@ class UNetConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "UNetConfig":
+    def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
         """Build from a dict; unknown keys raise ``ValueError`` (a config from a newer format)."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)

@@ -66,7 +66,7 @@ class Normalization:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Normalization":
+    def from_dict(cls, d: dict[str, Any]) -> Normalization:
         return cls(**{k: d[k] for k in ("kind", "low", "high", "unit", "percentile") if k in d})
 
 

@@ -11,9 +11,9 @@ the noise levels a sampler works at (``benchmarks/bench_samplers.py --precision`
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 

@@ -20,10 +20,10 @@ the papers' cold start.
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
 
 import torch
 
@@ -127,7 +127,7 @@ def _dose_noise_std(y: torch.Tensor, i0: float) -> torch.Tensor:
     return line_integral_noise_variance(y.clamp_min(0), float(i0)).sqrt()
 
 
-def _check_modality(prior, op_mod: Optional[str]) -> None:
+def _check_modality(prior, op_mod: str | None) -> None:
     pm = getattr(prior, "modality", "any")
     if pm in ("ct", "mr") and op_mod is not None and pm != op_mod:
         kind = {"ct": "a Radon (CT) operator", "mr": "a Fourier (MR) operator"}[op_mod]
@@ -149,14 +149,14 @@ def reconstruct(
     prior=None,
     *,
     sampler: str = "dds",
-    method: Optional[str] = None,
+    method: str | None = None,
     nfe: int = 50,
     samples: int = 1,
     seed: int = 0,
     device: str | torch.device = "auto",
     noise_std: float | torch.Tensor | None = None,
-    i0: Optional[float] = None,
-    callback: Optional[Callable] = None,
+    i0: float | None = None,
+    callback: Callable | None = None,
     precision: str = "auto",
     **options: Any,
 ) -> Result:
@@ -258,7 +258,7 @@ def check_options(name: str, options: dict[str, Any]) -> None:
         raise ValueError(f"{name} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(accepted)}")
 
 
-def resolve_init(init: Optional[str], op_mod: Optional[str]) -> Optional[str]:
+def resolve_init(init: str | None, op_mod: str | None) -> str | None:
     """The classical method a sampler starts from: ``"auto"`` -> :data:`AUTO_INIT` for the operator's
     kind (``None`` for other operators); ``None`` / ``"none"`` -> a cold start from pure noise."""
     if init is None or init == "none":
@@ -325,7 +325,7 @@ def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, i0, 
                   residual=residual, method=name, settings=settings, unit=prob.unit)
 
 
-def _check_method_operator(name: str, op_mod: Optional[str]) -> None:
+def _check_method_operator(name: str, op_mod: str | None) -> None:
     need = _METHOD_MODALITY[name]
     if op_mod is not None and op_mod != need:
         raise ValueError(f"method {name!r} needs a {'Radon (CT)' if need == 'ct' else 'Fourier (MR)'} operator")

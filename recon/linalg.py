@@ -7,7 +7,7 @@ zero) never changes the iterates of another.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -14,7 +14,7 @@ callback=None, **options) -> x`` and works in the prior's normalised image domai
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from recon.samplers import dds, dps, song22
 

@@ -35,8 +35,6 @@ sampler is then a DDIM discretisation of the exact posterior diffusion (the test
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from recon.samplers.common import (
@@ -69,7 +67,7 @@ def sample(
     nfe: int = 50,
     generator: torch.Generator,
     noise_std: float | torch.Tensor | None = None,
-    callback: Optional[Callback] = None,
+    callback: Callback | None = None,
     eta: float = DEFAULTS["eta"],
     cg_iters: int = DEFAULTS["cg_iters"],
     gamma: float | None = None,

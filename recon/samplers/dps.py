@@ -23,8 +23,6 @@ Two adaptations, both reducing to the paper's rule in its setting:
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from recon.linalg import batch_norm
@@ -52,7 +50,7 @@ def sample(
     nfe: int = 50,
     generator: torch.Generator,
     noise_std: float | torch.Tensor | None = None,
-    callback: Optional[Callback] = None,
+    callback: Callback | None = None,
     zeta: float = DEFAULTS["zeta"],
     eta: float = DEFAULTS["eta"],
     discrepancy: bool = True,

@@ -41,8 +41,6 @@ start) 50 NFE suffice: 27.6 dB on four held-out slices at 16 views (17.6 dB from
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from recon.linalg import batch_norm, conjugate_gradient
@@ -69,7 +67,7 @@ def sample(
     nfe: int = 50,
     generator: torch.Generator,
     noise_std: float | torch.Tensor | None = None,
-    callback: Optional[Callback] = None,
+    callback: Callback | None = None,
     lam: float = DEFAULTS["lam"],
     snr: float = DEFAULTS["snr"],
     corrector_steps: int = DEFAULTS["corrector_steps"],

@@ -8,7 +8,6 @@ from PIL import Image
 from pipelines import sample as sample_cmd
 from pipelines import train as train_cmd
 from recon.errors import InputError
-
 from tests.priors.helpers import synthetic_ct
 
 

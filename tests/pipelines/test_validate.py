@@ -14,7 +14,6 @@ from pipelines import train as train_cmd
 from pipelines import validate
 from priors.checkpoint import save_checkpoint
 from recon.errors import InputError
-
 from tests.priors.helpers import synthetic_ct, tiny_prior
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from priors.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
-from priors.registry import available_priors, load_prior
 from priors.errors import PriorError
-
+from priors.registry import available_priors, load_prior
 from tests.priors.helpers import tiny_prior
 
 

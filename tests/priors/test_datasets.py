@@ -4,7 +4,6 @@ import torch
 
 from priors.datasets import SliceDataset, normalize_slices, resize_square, split_by_patient
 from priors.normalization import CT_WINDOW, MR_PERCENTILE
-
 from tests.priors.helpers import synthetic_ct
 
 

@@ -4,7 +4,6 @@ import torch
 from priors.base import Prior
 from priors.edm import EDMPrior, edm_coefficients
 from priors.network import preset
-
 from tests.priors.helpers import tiny_prior
 
 

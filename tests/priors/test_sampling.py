@@ -4,7 +4,6 @@ from PIL import Image
 
 from priors.sampling import heun_sample, sample, sample_grid_png
 from priors.schedules import karras_sigmas
-
 from tests.priors.helpers import tiny_prior
 
 

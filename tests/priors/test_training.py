@@ -6,7 +6,6 @@ import torch
 
 from priors.checkpoint import load_checkpoint
 from priors.training import TrainConfig, Trainer
-
 from tests.priors.helpers import tiny_dataset
 
 

@@ -16,7 +16,6 @@ from recon.io.dicom_read import Series, list_series, read_series
 
 from ._dicom_helpers import edit, make_ct_series
 
-
 # --------------------------------------------------------------------- synthetic (always run)
 
 
