@@ -27,12 +27,12 @@ from typing import Any
 
 import torch
 
+from operators import MU_WATER_PER_MM
 from operators.base import LinearOperator
 from priors.device import resolve_device
 from priors.precision import network_precision, resolve_precision
-from recon.linalg import batch_norm
 from recon.samplers import SAMPLERS
-from recon.samplers.common import normalize_problem, operator_modality, water_attenuation
+from recon.samplers.common import NormalizedProblem, counting_denoiser_calls, normalize_problem, relative_residual
 
 __all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "available_methods", "check_options", "method_options",
            "resolve_init"]
@@ -96,20 +96,24 @@ class Result:
     unit: str = ""
 
 
-class _CountingPrior(torch.nn.Module):
-    """Delegates to a prior and counts denoiser calls (the NFE actually spent)."""
+@dataclass
+class _Request:
+    """One checked call of :func:`reconstruct`: what every method, sampler or classical, needs.
 
-    def __init__(self, prior):
-        super().__init__()
-        self.inner = prior
-        self.calls = 0
-        for name in ("sigma_min", "sigma_max", "sigma_data", "modality", "image_channels", "normalization"):
-            setattr(self, name, getattr(prior, name))
-        self.denoiser_error_ratio = float(getattr(prior, "denoiser_error_ratio", 1.0))
+    ``y`` is batched and on ``device``; ``modality`` is the operator's (``"ct"``, ``"mr"`` or
+    ``None``); ``noise_std`` is in the units of ``y`` (from ``i0`` for CT dose); ``t0`` the call's start.
+    """
 
-    def denoise(self, x: torch.Tensor, sigma) -> torch.Tensor:
-        self.calls += 1
-        return self.inner.denoise(x, sigma)
+    name: str
+    y: torch.Tensor
+    op: LinearOperator
+    prior: Any
+    modality: str | None
+    noise_std: float | torch.Tensor | None
+    i0: float | None
+    device: torch.device
+    t0: float
+    options: dict[str, Any]
 
 
 def _scalar_or_desc(v) -> Any:
@@ -209,7 +213,7 @@ def reconstruct(
     dev = resolve_device(device)
     op = op.to(dev)
     y = _batched(y, op).to(dev)
-    op_mod = operator_modality(op)
+    op_mod = op.modality
     if i0 is not None:
         if op_mod == "mr" or y.is_complex():
             raise ValueError("i0 (photon count) applies to CT line integrals only")
@@ -217,14 +221,16 @@ def reconstruct(
             raise ValueError("give either noise_std or i0, not both")
         noise_std = _dose_noise_std(y, i0)
     check_options(name, options)
+    req = _Request(name=name, y=y, op=op, prior=prior, modality=op_mod, noise_std=noise_std, i0=i0, device=dev,
+                   t0=t0, options=dict(options))
     if name in METHODS:
-        return _classical(name, y, op, op_mod, prior, i0, noise_std, t0, options)
+        return _classical(req)
     if prior is None:
         raise ValueError(f"sampler {name!r} needs a prior (or pass method= for a classical method)")
     _check_modality(prior, op_mod)
     compute_dtype = resolve_precision(precision, dev)
     with network_precision(prior, compute_dtype):
-        result = _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, i0, callback, t0, options)
+        result = _sample(req, nfe=nfe, samples=samples, seed=seed, callback=callback)
     result.settings["precision"] = "bf16" if compute_dtype == torch.bfloat16 else "fp32"
     return result
 
@@ -271,30 +277,31 @@ def resolve_init(init: str | None, op_mod: str | None) -> str | None:
     return init
 
 
-def _warm_start(init: str, y, op, i0, prob) -> torch.Tensor:
-    """Classical reconstruction ``init`` of ``y`` in the sampler's normalised domain ``[B, *domain]``."""
-    u, _ = _classical_solution(init, y, op, i0, {})
+def _warm_start(init: str, req: _Request, prob: NormalizedProblem) -> torch.Tensor:
+    """Classical reconstruction ``init`` of ``req.y`` in the sampler's normalised domain ``[B, *domain]``."""
+    u, _ = _classical_solution(init, req.y, req.op, req.i0, {})
     return prob.from_operator_units(u)
 
 
-def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, i0, callback, t0, options) -> Result:
+def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Callable | None) -> Result:
+    y, op, prior, options = req.y, req.op, req.prior, dict(req.options)
     B, S = y.shape[0], samples
-    init = resolve_init(options.pop("init", "auto"), op_mod)
+    init = resolve_init(options.pop("init", "auto"), req.modality)
     if init is not None:
         options.setdefault("sigma_max", INIT_SIGMA_MAX)
     was_training = prior.training
-    prior.to(dev).eval()
+    prior.to(req.device).eval()
     try:
-        prob = normalize_problem(prior, op, y, noise_std, modality=op_mod, scale=options.pop("scale", None))
+        prob = normalize_problem(prior, op, y, req.noise_std, modality=req.modality, scale=options.pop("scale", None))
         y_rep = prob.y.repeat_interleave(S, dim=0)
         ns = prob.noise_std
         if isinstance(ns, torch.Tensor) and ns.ndim == y.ndim and ns.shape[0] == B and B > 1:
             ns = ns.repeat_interleave(S, dim=0)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        counting = _CountingPrior(prior)
-        x_init = None if init is None else _warm_start(init, y, op, i0, prob).repeat_interleave(S, dim=0)
-        x = SAMPLERS[name](counting, op, y_rep, nfe=nfe, generator=gen, noise_std=ns, callback=callback,
-                           x_init=x_init, **options)
+        x_init = None if init is None else _warm_start(init, req, prob).repeat_interleave(S, dim=0)
+        with counting_denoiser_calls(prior) as calls:
+            x = SAMPLERS[req.name](prior, op, y_rep, nfe=nfe, generator=gen, noise_std=ns, callback=callback,
+                                   x_init=x_init, **options)
     finally:
         prior.train(was_training)
     with torch.no_grad():
@@ -303,26 +310,25 @@ def _sample(name, y, op, op_mod, prior, nfe, samples, seed, dev, noise_std, i0, 
         phys = prob.to_physical(xs)  # [B, S, C, H, W]; magnitude for complex images
         mean = phys.mean(dim=1)
         std = phys.std(dim=1) if S > 1 else torch.zeros_like(mean)
-        u = prob.to_operator_units(xs.mean(dim=1))
-        residual = batch_norm(op(u) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
+        residual = relative_residual(op, prob.to_operator_units(xs.mean(dim=1)), y)
     settings = {
-        "sampler": name,
+        "sampler": req.name,
         "nfe": nfe,
         "samples": S,
         "seed": int(seed),
-        "device": str(dev),
-        "noise_std": _scalar_or_desc(noise_std),
+        "device": str(req.device),
+        "noise_std": _scalar_or_desc(req.noise_std),
         "options": {k: _scalar_or_desc(v) for k, v in options.items()},
         "init": init,
         "prior": {"modality": getattr(prior, "modality", "any"),
                   "normalization": prior.normalization.to_dict()},
-        "operator_modality": op_mod,
+        "operator_modality": req.modality,
         "normalised_scale": prob.scale.tolist(),
         "normalised_offset": prob.offset,
-        "mu_water_per_mm": water_attenuation() if op_mod == "ct" else None,
+        "mu_water_per_mm": MU_WATER_PER_MM if req.modality == "ct" else None,
     }
-    return Result(mean=mean, std=std, samples=phys, nfe=counting.calls, seconds=time.perf_counter() - t0,
-                  residual=residual, method=name, settings=settings, unit=prob.unit)
+    return Result(mean=mean, std=std, samples=phys, nfe=calls[0], seconds=time.perf_counter() - req.t0,
+                  residual=residual, method=req.name, settings=settings, unit=prob.unit)
 
 
 def _check_method_operator(name: str, op_mod: str | None) -> None:
@@ -344,23 +350,23 @@ def _classical_solution(name, y, op, i0, options) -> tuple[torch.Tensor, dict[st
         return fn(op, y, **kwargs), kwargs
 
 
-def _classical(name, y, op, op_mod, prior, i0, noise_std, t0, options) -> Result:
-    _check_method_operator(name, op_mod)
+def _classical(req: _Request) -> Result:
+    name, op, prior = req.name, req.op, req.prior
+    _check_method_operator(name, req.modality)
     if prior is not None:
-        _check_modality(prior, op_mod)
-    u, kwargs = _classical_solution(name, y, op, i0, options)
+        _check_modality(prior, req.modality)
+    u, kwargs = _classical_solution(name, req.y, op, req.i0, req.options)
     with torch.no_grad():
-        residual = batch_norm(op(u) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
-        if op_mod == "ct":
-            mu_w = water_attenuation()
-            image, unit = 1000.0 * (u - mu_w) / mu_w, "HU"
+        residual = relative_residual(op, u, req.y)
+        if req.modality == "ct":
+            image, unit = 1000.0 * (u - MU_WATER_PER_MM) / MU_WATER_PER_MM, "HU"
         elif u.is_complex():
             image, unit = u.abs(), "a.u."
         else:
             image = u
             unit = prior.normalization.unit if prior is not None else ""
-    settings = {"method": name, "function": f"recon.classical.{METHODS[name]}", "device": str(y.device),
-                "noise_std": _scalar_or_desc(noise_std), "i0": i0,
+    settings = {"method": name, "function": f"recon.classical.{METHODS[name]}", "device": str(req.device),
+                "noise_std": _scalar_or_desc(req.noise_std), "i0": req.i0,
                 "options": {k: _scalar_or_desc(v) for k, v in kwargs.items()}}
     return Result(mean=image, std=torch.zeros_like(image), samples=image.unsqueeze(1), nfe=0,
-                  seconds=time.perf_counter() - t0, residual=residual, method=name, settings=settings, unit=unit)
+                  seconds=time.perf_counter() - req.t0, residual=residual, method=name, settings=settings, unit=unit)

@@ -22,7 +22,8 @@ Conventions (all samplers):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -34,16 +35,18 @@ from recon.linalg import batch_norm, conjugate_gradient
 
 __all__ = [
     "Callback",
+    "Chain",
     "DataTerm",
     "DenoiserView",
     "WhitenedOperator",
     "ancestral_step",
+    "counting_denoiser_calls",
     "default_sigma_range",
     "karras_sigmas",
-    "operator_norm",
     "randn",
     "relative_residual",
     "sampling_sigmas",
+    "start_chain",
     "tweedie_variance",
 ]
 
@@ -158,14 +161,12 @@ class DenoiserView:
     """Applies a real prior's denoiser to images in the operator's (possibly complex) domain.
 
     Complex ``[B, C, H, W]`` images are split into ``[2B, C, H, W]`` real images (all real parts,
-    then all imaginary parts) and recombined. Counts network evaluations (one per call, whatever the
-    batch) in ``nfe``.
+    then all imaginary parts) and recombined.
     """
 
     def __init__(self, prior: Prior, complex_: bool):
         self.prior = prior
         self.complex = complex_
-        self.nfe = 0
         params = list(prior.parameters())
         # Networks run in their own dtype (float32); analytic priors take the state's dtype.
         self.dtype: torch.dtype | None = params[0].dtype if params else None
@@ -180,7 +181,6 @@ class DenoiserView:
         return torch.complex(xr[:b], xr[b:])
 
     def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        self.nfe += 1
         xr = self.to_real(x)
         out_dtype = xr.dtype
         if self.dtype is not None and xr.dtype != self.dtype:
@@ -309,27 +309,105 @@ class DataTerm:
         return conjugate_gradient(lambda v: A.normal(v) + g * v, rhs, x0, n_iter, tol)
 
 
+# --- what every sampler sets up ----------------------------------------------------------------------
+@dataclass
+class Chain:
+    """The parts every sampler builds before its loop: schedule, data term, denoiser, noise source.
+
+    Attributes:
+        sigmas: decreasing noise levels ``[n_steps + 1]`` ending in 0 (:func:`sampling_sigmas`).
+        data: the (noise-whitened) data term for ``y``.
+        denoise: the prior's denoiser on the operator's (possibly complex) domain.
+        shape: the state's shape ``(B, *op.domain_shape)``.
+        real_dtype: the real dtype of the state (float32 for complex64 images).
+        complex_: whether the state is complex.
+        device: where the state lives.
+        generator: the only source of randomness.
+    """
+
+    sigmas: torch.Tensor
+    data: DataTerm
+    denoise: DenoiserView
+    shape: tuple[int, ...]
+    real_dtype: torch.dtype
+    complex_: bool
+    device: torch.device
+    generator: torch.Generator
+
+    @property
+    def batch_view(self) -> tuple[int, ...]:
+        """Shape that broadcasts a per-item ``[B]`` tensor against the state."""
+        return (-1, *([1] * (len(self.shape) - 1)))
+
+    def noise(self, shape: tuple[int, ...] | None = None, complex_: bool | None = None) -> torch.Tensor:
+        """Standard normal noise shaped like the state (or ``shape``), from the chain's generator."""
+        return randn(self.shape if shape is None else shape, complex_=self.complex_ if complex_ is None else complex_,
+                     dtype=self.real_dtype, device=self.device, generator=self.generator)
+
+    def start(self, x_init: torch.Tensor | None) -> torch.Tensor:
+        """The first state: ``x_init + sigmas[0] * noise`` (:func:`initial_state`)."""
+        return initial_state(float(self.sigmas[0]), self.noise(), x_init)
+
+    def levels(self) -> list[tuple[int, float, float]]:
+        """``[(step, sigma, sigma_next)]`` over the schedule."""
+        s = [float(v) for v in self.sigmas]
+        return [(i, s[i], s[i + 1]) for i in range(len(s) - 1)]
+
+
+def start_chain(
+    prior: Prior, op: LinearOperator, y: torch.Tensor, *, n_levels: int, generator: torch.Generator,
+    noise_std: float | torch.Tensor | None, sigma_min: float | None, sigma_max: float | None, rho: float,
+    sigmas: torch.Tensor | None,
+) -> Chain:
+    """Build the :class:`Chain` for sampling ``[B, *op.domain_shape]`` images from ``y`` with ``prior``.
+
+    ``n_levels`` noise levels on the Karras schedule (or the explicit ``sigmas``); raises
+    ``ValueError`` when neither gives a level.
+    """
+    if n_levels < 1 and sigmas is None:
+        raise ValueError(f"nfe must be >= 1, got {n_levels}")
+    return Chain(
+        sigmas=sampling_sigmas(prior, n_levels, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, sigmas=sigmas),
+        data=DataTerm.build(op, y, noise_std),
+        denoise=DenoiserView(prior, op.domain_complex),
+        shape=(y.shape[0], *op.domain_shape),
+        real_dtype=y.real.dtype if y.is_complex() else y.dtype,
+        complex_=op.domain_complex,
+        device=y.device,
+        generator=generator,
+    )
+
+
+@contextmanager
+def counting_denoiser_calls(prior: Prior) -> Iterator[list[int]]:
+    """Count ``prior.denoise`` calls (network evaluations, whatever the batch) inside the block.
+
+    Yields a one-element list holding the count; the prior is unchanged afterwards.
+    """
+    count = [0]
+    inner = prior.denoise
+    own = vars(prior).get("denoise")  # a denoiser set on the instance itself, restored afterwards
+
+    def denoise(x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        count[0] += 1
+        return inner(x, sigma)
+
+    prior.denoise = denoise  # an instance attribute shadows the method for this block only
+    try:
+        yield count
+    finally:
+        if own is None:
+            del prior.denoise
+        else:
+            prior.denoise = own
+
+
 def relative_residual(op: LinearOperator, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``||A x - y|| / ||y||`` per item, ``[B]``."""
     return batch_norm(op(x) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
 
 
-def operator_norm(op: LinearOperator, like: torch.Tensor) -> float:
-    """``||op||`` from :meth:`LinearOperator.norm`, iterated in ``like``'s dtype and on its device."""
-    return op.norm(dtype=like.dtype, device=like.device)
-
-
 # --- physical <-> normalised composition -------------------------------------------------------------
-def water_attenuation() -> float:
-    """mu_water in 1/mm for HU <-> attenuation: :data:`operators.noise.MU_WATER_PER_MM`."""
-    return MU_WATER_PER_MM
-
-
-def operator_modality(op: LinearOperator) -> str | None:
-    """``op.modality``: ``"ct"`` for Radon operators, ``"mr"`` for Fourier operators, else ``None``."""
-    return op.modality
-
-
 @dataclass
 class NormalizedProblem:
     """A measurement expressed for a sampler working in the prior's normalised domain.
@@ -409,7 +487,7 @@ def normalize_problem(
     if norm.kind == "window":
         p_scale, p_offset = norm.affine()
         if modality == "ct":
-            mu_w = water_attenuation()
+            mu_w = MU_WATER_PER_MM
             s = mu_w * p_scale / 1000.0
             off = mu_w * (1.0 + p_offset / 1000.0)
         else:

@@ -37,16 +37,7 @@ from __future__ import annotations
 
 import torch
 
-from recon.samplers.common import (
-    Callback,
-    DataTerm,
-    DenoiserView,
-    ancestral_step,
-    initial_state,
-    randn,
-    sampling_sigmas,
-    tweedie_variance,
-)
+from recon.samplers.common import Callback, ancestral_step, start_chain, tweedie_variance
 
 __all__ = ["sample", "DEFAULTS"]
 
@@ -114,28 +105,18 @@ def sample(
     Returns:
         ``[B, *op.domain_shape]`` sample in the normalised domain (complex for complex operators).
     """
-    if nfe < 1 and sigmas is None:
-        raise ValueError(f"nfe must be >= 1, got {nfe}")
     if eps_source not in ("network", "refined"):
         raise ValueError(f"eps_source must be 'network' or 'refined', got {eps_source!r}")
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
-    sig = sampling_sigmas(prior, nfe, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, sigmas=sigmas)
-    data = DataTerm.build(op, y, noise_std)
-    denoise = DenoiserView(prior, op.domain_complex)
-    real_dtype = y.real.dtype if y.is_complex() else y.dtype
-    shape = (y.shape[0], *op.domain_shape)
-
-    def noise() -> torch.Tensor:
-        return randn(shape, complex_=op.domain_complex, dtype=real_dtype, device=y.device, generator=generator)
-
+    chain = start_chain(prior, op, y, n_levels=nfe, generator=generator, noise_std=noise_std,
+                        sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, sigmas=sigmas)
+    data = chain.data
     if gamma_scale is None:
         gamma_scale = 1.0 / float(getattr(prior, "denoiser_error_ratio", 1.0))
-    x = initial_state(float(sig[0]), noise(), x_init)
-    n_steps = sig.numel() - 1
-    for i in range(n_steps):
-        s, s_next = float(sig[i]), float(sig[i + 1])
-        x0_hat = denoise(x, s)
+    x = chain.start(x_init)
+    for i, s, s_next in chain.levels():
+        x0_hat = chain.denoise(x, s)
         if gamma is not None:
             g = float(gamma)
         elif data.noisy:
@@ -150,7 +131,7 @@ def sample(
             down, up = ancestral_step(s, s_next, eta)
             x = x0 + down * eps
             if up > 0:
-                x = x + up * noise()
+                x = x + up * chain.noise()
         if callback is not None:
             callback(i, s, x, x0_hat)
     return x

@@ -26,16 +26,7 @@ from __future__ import annotations
 import torch
 
 from recon.linalg import batch_norm
-from recon.samplers.common import (
-    Callback,
-    DataTerm,
-    DenoiserView,
-    ancestral_step,
-    initial_state,
-    operator_norm,
-    randn,
-    sampling_sigmas,
-)
+from recon.samplers.common import Callback, ancestral_step, start_chain
 
 __all__ = ["sample", "DEFAULTS"]
 
@@ -91,22 +82,13 @@ def sample(
     Returns:
         ``[B, *op.domain_shape]`` sample in the normalised domain.
     """
-    if nfe < 1 and sigmas is None:
-        raise ValueError(f"nfe must be >= 1, got {nfe}")
-    sig = sampling_sigmas(prior, nfe, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, sigmas=sigmas)
-    data = DataTerm.build(op, y, noise_std)
+    chain = start_chain(prior, op, y, n_levels=nfe, generator=generator, noise_std=noise_std,
+                        sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, sigmas=sigmas)
+    data, real_dtype = chain.data, chain.real_dtype
     A = data.weighted_op
     yw = data.weighted_y
-    denoise = DenoiserView(prior, op.domain_complex)
-    real_dtype = y.real.dtype if y.is_complex() else y.dtype
-    shape = (y.shape[0], *op.domain_shape)
-    bview = (-1, *([1] * len(op.domain_shape)))
-
-    def noise() -> torch.Tensor:
-        return randn(shape, complex_=op.domain_complex, dtype=real_dtype, device=y.device, generator=generator)
-
     with torch.no_grad():
-        a_norm = operator_norm(A, noise()[:1] * 0 + 1) if normalize_by_operator else 1.0
+        a_norm = A.norm(dtype=real_dtype, device=chain.device) if normalize_by_operator else 1.0
         # Expected ||r_w||^2 at the truth: one unit per real measurement component actually taken
         # (unsampled k-space entries are exactly zero in y and in A x, so they are not counted).
         m = (yw != 0).reshape(y.shape[0], -1).sum(dim=1).to(real_dtype)
@@ -114,13 +96,11 @@ def sample(
             m = 2 * m
     a_norm = max(a_norm, torch.finfo(real_dtype).tiny)
 
-    x = initial_state(float(sig[0]), noise(), x_init)
-    n_steps = sig.numel() - 1
-    for i in range(n_steps):
-        s, s_next = float(sig[i]), float(sig[i + 1])
+    x = chain.start(x_init)
+    for i, s, s_next in chain.levels():
         x_in = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            x0_hat = denoise(x_in, s)
+            x0_hat = chain.denoise(x_in, s)
             r = yw - A(x0_hat)
             r_norm = batch_norm(r)
             (grad,) = torch.autograd.grad((r_norm**2).sum(), x_in)
@@ -136,8 +116,8 @@ def sample(
                 down, up = ancestral_step(s, s_next, eta)
                 x_next = x0_hat + down * (x - x0_hat) / s
                 if up > 0:
-                    x_next = x_next + up * noise()
-            x = x_next - zeta_i.view(bview) * grad
+                    x_next = x_next + up * chain.noise()
+            x = x_next - zeta_i.view(chain.batch_view) * grad
         if callback is not None:
             callback(i, s, x, x0_hat)
     return x.detach()

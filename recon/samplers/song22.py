@@ -44,14 +44,7 @@ from __future__ import annotations
 import torch
 
 from recon.linalg import batch_norm, conjugate_gradient
-from recon.samplers.common import (
-    Callback,
-    DataTerm,
-    DenoiserView,
-    initial_state,
-    randn,
-    sampling_sigmas,
-)
+from recon.samplers.common import Callback, start_chain
 
 __all__ = ["sample", "DEFAULTS"]
 
@@ -114,19 +107,13 @@ def sample(
     n_levels = nfe // (1 + corrector_steps)
     if n_levels < 1 and sigmas is None:
         raise ValueError(f"nfe={nfe} is too small for {corrector_steps} corrector steps per level")
-    sig = sampling_sigmas(prior, n_levels, sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, sigmas=sigmas)
-    data = DataTerm.build(op, y, noise_std)
+    chain = start_chain(prior, op, y, n_levels=n_levels, generator=generator, noise_std=noise_std,
+                        sigma_min=sigma_min, sigma_max=sigma_max, rho=rho, sigmas=sigmas)
+    data, noise, bview = chain.data, chain.noise, chain.batch_view
     A = data.weighted_op
-    denoise = DenoiserView(prior, op.domain_complex)
-    real_dtype = y.real.dtype if y.is_complex() else y.dtype
-    shape = (y.shape[0], *op.domain_shape)
-    bview = (-1, *([1] * len(op.domain_shape)))
-
-    def noise() -> torch.Tensor:
-        return randn(shape, complex_=op.domain_complex, dtype=real_dtype, device=y.device, generator=generator)
 
     def noise_y() -> torch.Tensor:
-        return randn(tuple(y.shape), complex_=y.is_complex(), dtype=real_dtype, device=y.device, generator=generator)
+        return chain.noise(tuple(y.shape), complex_=y.is_complex())
 
     def consistency(x: torch.Tensor, sigma: float) -> torch.Tensor:
         """``x + lam * A^+(y_sigma - A x)``, or its noise-aware form (module docstring)."""
@@ -144,19 +131,17 @@ def sample(
             d = conjugate_gradient(op.normal, op.adjoint(r), None, cg_iters)
         return x + lam * d
 
-    x = initial_state(float(sig[0]), noise(), x_init)
-    n_steps = sig.numel() - 1
-    for i in range(n_steps):
-        s, s_next = float(sig[i]), float(sig[i + 1])
+    x = chain.start(x_init)
+    for i, s, s_next in chain.levels():
         # Corrector: Langevin MCMC at level s (score_sde ordering: corrector, then predictor).
         for _ in range(corrector_steps):
-            score = (denoise(x, s) - x) / s**2
+            score = (chain.denoise(x, s) - x) / s**2
             z = noise()
             step = 2.0 * (snr * batch_norm(z) / batch_norm(score).clamp_min(1e-30)) ** 2
             x = x + step.view(bview) * score + (2.0 * step).sqrt().view(bview) * z
             x = consistency(x, s)
         # Predictor: reverse-diffusion (ancestral VE) step s -> s_next.
-        x0_hat = denoise(x, s)
+        x0_hat = chain.denoise(x, s)
         if s_next == 0.0:
             x = x0_hat
         else:

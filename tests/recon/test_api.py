@@ -12,7 +12,7 @@ from operators.base import MatrixOperator
 from priors.gaussian import isotropic
 from priors.normalization import CT_WINDOW, MR_PERCENTILE
 from recon.api import METHODS, SAMPLERS, Result, available_methods, reconstruct
-from recon.samplers.common import normalize_problem, operator_modality
+from recon.samplers.common import normalize_problem
 
 IMG = 32
 
@@ -153,7 +153,7 @@ def test_ct_normalisation_composes_hu_to_mu():
     from operators.noise import MU_WATER_PER_MM
 
     prior = isotropic((1, IMG, IMG), 0.09, 0.5, modality="ct", normalization=CT_WINDOW)
-    assert operator_modality(op) == "ct"
+    assert op.modality == "ct"
     y = _ct_data(op).double()
     prob = normalize_problem(prior, op, y, 0.01, modality="ct")
     x_norm = CT_WINDOW.to_normalized(_phantom_hu()).double()
