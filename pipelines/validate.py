@@ -239,7 +239,8 @@ def run_validation(
 def validation_table(result: dict[str, Any]) -> str:
     """A Markdown table: one row per candidate and setting, baseline and gain beside it."""
     base = result["baseline"].upper().replace("_", "-")
-    head = (f"| prior | setting | {base} PSNR / SSIM | {result['sampler'].upper()} PSNR / SSIM | gain dB | gain SSIM | s / slice |\n"
+    sampler = result["sampler"].upper()
+    head = (f"| prior | setting | {base} PSNR / SSIM | {sampler} PSNR / SSIM | gain dB | gain SSIM | s / slice |\n"
             "|---|---|---|---|---|---|---|\n")
     lines = []
     for c in result["candidates"]:
