@@ -27,7 +27,6 @@ window, K1 = 0.01, K2 = 0.03), computed per 2D slice.
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import numpy as np
 import torch
@@ -35,8 +34,8 @@ from skimage.metrics import structural_similarity
 
 __all__ = ["psnr", "ssim", "rmse", "ct_metrics", "mr_metrics", "CT_WINDOW_HU"]
 
-ArrayLike = Union[torch.Tensor, np.ndarray]
-Value = Union[float, np.ndarray]
+ArrayLike = torch.Tensor | np.ndarray
+Value = float | np.ndarray
 
 #: Default CT evaluation window in HU (DESIGN.md): air to dense bone.
 CT_WINDOW_HU: tuple[float, float] = (-1000.0, 1000.0)
@@ -112,7 +111,7 @@ def _ssim_slices(x: np.ndarray, ref: np.ndarray, dr: float) -> np.ndarray:
     h, w = x.shape[1:]
     if min(h, w) < 7:
         raise ValueError(f"SSIM needs slices of at least 7x7 pixels, got {h}x{w}")
-    return np.array([structural_similarity(xi, ri, data_range=dr) for xi, ri in zip(x, ref)], dtype=np.float64)
+    return np.array([structural_similarity(xi, ri, data_range=dr) for xi, ri in zip(x, ref, strict=True)], dtype=np.float64)
 
 
 # --- generic metrics -----------------------------------------------------------------------------

@@ -392,7 +392,8 @@ def _decode(path: Path, n_expected: int, rows: int, cols: int) -> np.ndarray:
     try:
         arr = ds.pixel_array
     except NotImplementedError:
-        raise InputError(path, f"cannot decode pixel data in transfer syntax {_ts_name(ds)}: no installed decoder supports it") from None
+        raise InputError(path, f"cannot decode pixel data in transfer syntax {_ts_name(ds)}: no installed decoder supports "
+                               "it") from None
     except Exception as e:
         if ts is not None and UID(ts).is_compressed:
             raise InputError(path, f"cannot decode pixel data in transfer syntax {_ts_name(ds)} ({_short(e)})") from None
@@ -501,7 +502,8 @@ def _assemble(slices: list[_Slice], where: Path | None) -> Series:
         orientation = slices[0].orientation.copy()
         for s in slices[1:]:
             if np.max(np.abs(s.orientation - orientation)) > 1e-3:
-                raise InputError(s.file, f"slice orientation differs from {f0.name}: the series mixes orientations (localizer or multi-stack?)")
+                raise InputError(s.file, f"slice orientation differs from {f0.name}: the series mixes orientations (localizer or "
+                                         "multi-stack?)")
         normal = _normal(orientation)
         if np.linalg.norm(normal) < 0.5:
             raise InputError(f0, "ImageOrientationPatient row and column directions are parallel")
@@ -510,7 +512,8 @@ def _assemble(slices: list[_Slice], where: Path | None) -> Series:
     else:
         if any(s.instance_number is None for s in slices) and len(slices) > 1:
             missing = next(s for s in slices if s.instance_number is None)
-            raise InputError(missing.file, "cannot order slices: no ImagePositionPatient/ImageOrientationPatient and no InstanceNumber")
+            raise InputError(missing.file, "cannot order slices: no ImagePositionPatient/ImageOrientationPatient and no "
+                                           "InstanceNumber")
         log.warning("series has no patient geometry; ordering %d slices by InstanceNumber", len(slices))
         order = np.argsort([s.instance_number or 0 for s in slices], kind="stable")
         orientation = np.array([1.0, 0.0, 0.0, 0.0, 1.0, 0.0])

@@ -174,10 +174,12 @@ def _bart_to_stack(path: Path, arr: np.ndarray, what: str) -> np.ndarray:
     a = arr.reshape(dims)  # appending singleton axes keeps the element order
     other = [d for d in range(16) if d not in (0, 1, 2, _BART_COIL_DIM, _BART_SLICE_DIM) and dims[d] > 1]
     if other:
-        raise InputError(path, f"{what} has size {dims[other[0]]} in BART dimension {other[0]}; only x, y, z, coil (3) and slice (13) are supported")
+        raise InputError(path, f"{what} has size {dims[other[0]]} in BART dimension {other[0]}; only x, y, z, coil (3) and slice "
+                               "(13) are supported")
     spatial = dims[:3]
     if all(s > 1 for s in spatial):
-        raise InputError(path, f"{what} is 3-D ({spatial[0]}x{spatial[1]}x{spatial[2]}); inverse-FFT along the readout and store 2-D slices")
+        raise InputError(path, f"{what} is 3-D ({spatial[0]}x{spatial[1]}x{spatial[2]}); inverse-FFT along the readout and store "
+                               "2-D slices")
     keep = [1, 2] if spatial[0] == 1 else ([0, 1] if spatial[2] == 1 else [0, 2])
     drop = ({0, 1, 2} - set(keep)).pop()
     a = np.take(a, 0, axis=drop)  # dims now: (h, w, coil, ... slice shifted by one)
@@ -204,7 +206,8 @@ def _check_complex_finite(path: Path, arr: np.ndarray, what: str) -> np.ndarray:
     arr = arr.astype(np.complex64, copy=False)
     bad = ~np.isfinite(arr)
     if bad.any():
-        raise InputError(path, f"{what} contains {int(bad.sum())} NaN/inf value(s) (first at index {tuple(int(i) for i in np.argwhere(bad)[0])})")
+        raise InputError(path, f"{what} contains {int(bad.sum())} NaN/inf value(s) (first at index "
+                               f"{tuple(int(i) for i in np.argwhere(bad)[0])})")
     return arr
 
 
@@ -236,7 +239,8 @@ def _mask_to_stack(path: Path, mask: np.ndarray, n: int, h: int, w: int) -> np.n
     elif m.shape == (n, 1, h, w):
         m = m[:, 0]
     elif m.shape != (n, h, w):
-        raise InputError(path, f"mask has shape {np.asarray(mask).shape}; expected [{w}], [{h}, {w}] or [{n}, {h}, {w}] to match k-space")
+        raise InputError(path, f"mask has shape {np.asarray(mask).shape}; expected [{w}], [{h}, {w}] or [{n}, {h}, {w}] to match "
+                               "k-space")
     if not m.any():
         raise InputError(path, "mask samples nothing")
     return np.ascontiguousarray(m)
@@ -305,7 +309,8 @@ def _find_data(root: Path, sidecar: Mapping[str, Any], spath: Path) -> Path:
     if len(cands) == 1:
         return cands[0]
     if len(cands) > 1:
-        raise InputError(root, f"several candidate k-space files ({', '.join(p.name for p in cands[:4])}); name one in kspace.json 'data'")
+        raise InputError(root, f"several candidate k-space files ({', '.join(p.name for p in cands[:4])}); name one in "
+                               "kspace.json 'data'")
     raise InputError(root, "no k-space data: expected kspace.npy/.npz/.h5, kspace.cfl or ksp.cfl")
 
 
@@ -447,7 +452,8 @@ def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | No
     with f:
         if "kspace" not in f:
             if "dataset" in f and "data" in f["dataset"]:
-                raise InputError(path, "raw ISMRMRD acquisitions are not supported; store a 'kspace' array [slices, coils, H, W] (fastMRI style)")
+                raise InputError(path, "raw ISMRMRD acquisitions are not supported; store a 'kspace' array [slices, coils, H, W] "
+                                       "(fastMRI style)")
             raise InputError(path, f"HDF5 file has no 'kspace' dataset (holds {sorted(f.keys())[:8]})")
         try:
             k_raw = f["kspace"][()]
@@ -459,7 +465,8 @@ def _read_h5(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | No
         except InputError:
             raise
         except Exception as e:
-            raise InputError(path, f"cannot read HDF5 dataset ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+            raise InputError(path, f"cannot read HDF5 dataset ({type(e).__name__}: "
+                                   f"{str(e).splitlines()[0] if str(e) else ''})") from None
     k = _to_4d(path, _check_complex_finite(path, k_raw, "k-space"), "k-space")
     return k, mask_raw, maps_raw, attrs, spacing
 
@@ -520,13 +527,15 @@ def write_kspace_dir(
 
     sidecar: dict[str, Any] = {"format": "recon-kspace", "version": 1, **dict(meta or {})}
     if fmt == "npy":
-        files = {"data": "kspace.npy", "mask": "mask.npy" if m is not None else None, "coil_maps": "coil_maps.npy" if s is not None else None}
+        files = {"data": "kspace.npy", "mask": "mask.npy" if m is not None else None,
+                 "coil_maps": "coil_maps.npy" if s is not None else None}
     elif fmt == "npz":
         files = {"data": "kspace.npz"}
     elif fmt == "h5":
         files = {"data": "kspace.h5"}
     else:
-        files = {"data": "kspace.cfl", "mask": "mask.cfl" if m is not None else None, "coil_maps": "coil_maps.cfl" if s is not None else None}
+        files = {"data": "kspace.cfl", "mask": "mask.cfl" if m is not None else None,
+                 "coil_maps": "coil_maps.cfl" if s is not None else None}
     sidecar.update({key: v for key, v in files.items() if v})
     if slice_names is not None:
         if len(slice_names) != n:

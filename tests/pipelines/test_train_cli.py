@@ -108,7 +108,8 @@ def test_torchrun_ddp_two_processes(npy_dir, tmp_path):
     import subprocess
     import sys
 
-    if shutil.which("torchrun") is None and not (os.path.dirname(sys.executable) and os.path.exists(os.path.join(os.path.dirname(sys.executable), "torchrun"))):
+    venv_torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    if shutil.which("torchrun") is None and not (os.path.dirname(sys.executable) and os.path.exists(venv_torchrun)):
         pytest.skip("torchrun not available")
     out = tmp_path / "ddp"
     argv = _train_argv(npy_dir, out, "--threads", "1")[1:]

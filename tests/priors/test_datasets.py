@@ -22,7 +22,7 @@ def test_split_deterministic_and_order_independent():
     ids = [f"p{i % 7}" for i in range(30)]
     a = split_by_patient(ids, 0.3, 1)
     b = split_by_patient(ids, 0.3, 1)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     va_patients = {ids[i] for i in a[1]}
     rev = ids[::-1]
     assert {rev[i] for i in split_by_patient(rev, 0.3, 1)[1]} == va_patients

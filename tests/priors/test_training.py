@@ -84,9 +84,9 @@ def test_resume_matches_uninterrupted(tmp_path):
     assert float(st["step"]) == n and st["exp_avg"].abs().sum() > 0
     resumed.run()
     assert resumed.step == 2 * n
-    for (k, a), b in zip(straight.prior.net.state_dict().items(), resumed.prior.net.state_dict().values()):
+    for (k, a), b in zip(straight.prior.net.state_dict().items(), resumed.prior.net.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6), k
-    for a, b in zip(straight.ema.net.state_dict().values(), resumed.ema.net.state_dict().values()):
+    for a, b in zip(straight.ema.net.state_dict().values(), resumed.ema.net.state_dict().values(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
 
 

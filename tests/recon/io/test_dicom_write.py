@@ -165,7 +165,7 @@ def test_interrupted_write_leaves_only_complete_files(tmp_path, ct_reference, mo
     names = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert names == ["IM0001.dcm", "IM0002.dcm"]
     for n in names:
-        pydicom.dcmread(tmp_path / "o" / n).pixel_array  # complete and decodable
+        _ = pydicom.dcmread(tmp_path / "o" / n).pixel_array  # complete and decodable
 
 
 def test_rejects_bad_images(tmp_path):
