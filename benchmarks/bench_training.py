@@ -154,7 +154,8 @@ def main() -> int:
     if args.mode == "throughput":
         rows = []
         batches = args.batch + [args.batch[-1]] * (len(args.sizes) - len(args.batch))
-        for size, batch in zip(args.sizes, batches):
+        # A --batch list longer than --sizes is allowed; its extra entries are ignored.
+        for size, batch in zip(args.sizes, batches, strict=False):
             for th in args.threads:
                 # A size below 256 is a patch of a 256 slice: the network cost depends only on it.
                 row = throughput(args.preset, 256, size if size < 256 else None, batch, args.steps, args.warmup, th)

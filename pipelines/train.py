@@ -8,7 +8,8 @@ DATA are folders or files (DICOM series, NIfTI volumes, .npy/.png slices). Patie
 split into training and validation by patient with a fixed seed; ``--train-only`` folders are
 always used for training (e.g. a single-patient series that must not become the whole validation
 set). ``--val-data`` names the validation data instead (files, folders, or the manifest of
-``recon validate``); every slice of a validation patient leaves the training data. The run directory holds ``checkpoint/`` (a loadable prior plus resume state), ``samples/``,
+``recon validate``); every slice of a validation patient leaves the training data. The run
+directory holds ``checkpoint/`` (a loadable prior plus resume state), ``samples/``,
 ``metrics.jsonl``, ``val_loss.png``, ``train_config.json`` and ``split.json``.
 ``--init-from ct`` (or a checkpoint directory) fine-tunes: the new run starts from that prior's
 weights and architecture with a fresh optimizer, e.g. to adapt a bundled prior to a site's scans.
@@ -28,7 +29,9 @@ from pipelines.training_data import TrainingSlices, load_training_slices
 from priors.network import PRESETS
 from recon.errors import InputError
 
-RUN_ARTEFACTS = ("checkpoint", "checkpoint.old", "snapshots", "samples", "metrics.jsonl", "val_loss.png", "train_config.json", "split.json")
+RUN_ARTEFACTS = (
+    "checkpoint", "checkpoint.old", "snapshots", "samples", "metrics.jsonl", "val_loss.png", "train_config.json", "split.json"
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -45,9 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--patch", type=int, default=None, help="train on random PATCH x PATCH crops (default: whole slices)")
     p.add_argument("--steps", type=int, default=5000, help="total optimizer steps (default 5000)")
     p.add_argument("--batch", type=int, default=16, help="global batch size (default 16)")
-    p.add_argument("--preset", default="small", choices=tuple(PRESETS), help="network size (default small; fast = small at 0.65x the FLOPs)")
+    p.add_argument("--preset", default="small", choices=tuple(PRESETS),
+                   help="network size (default small; fast = small at 0.65x the FLOPs)")
     p.add_argument("--init-from", default=None, metavar="PRIOR",
-                   help="start from a prior's weights (bundled name or checkpoint directory; its architecture wins over --preset)")
+                   help="start from a prior's weights (bundled name or checkpoint directory; "
+                        "its architecture wins over --preset)")
     p.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ... (default auto)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
@@ -207,7 +212,10 @@ def run(args: argparse.Namespace) -> int:
         split_method = f"split_by_patient(val_fraction={args.val_fraction}, seed={args.seed})"
     if args.train_only:
         extra = load_training_slices(args.train_only, args.modality)
-        train_part = TrainingSlices(list(train_part.slices), list(train_part.patient_ids), list(train_part.volume_ids), list(train_part.source_index), list(train_part.sources))
+        train_part = TrainingSlices(
+            list(train_part.slices), list(train_part.patient_ids), list(train_part.volume_ids),
+            list(train_part.source_index), list(train_part.sources),
+        )
         train_part.extend(_without_patients(extra, set(val_part.patient_ids)))
     norm = cfg.norm()
     train_set = SliceDataset(
@@ -231,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
         "split": split_method,
         "normalization": norm.to_dict(),
         "resize": f"pad to square, anti-aliased bilinear resize to {args.size}x{args.size}",
-        "augmentation": "random left-right flip" + (f"; intensity scale +-{cfg.intensity_scale:g}" if norm.kind == "percentile" else ""),
+        "augmentation": "random left-right flip"
+        + (f"; intensity scale +-{cfg.intensity_scale:g}" if norm.kind == "percentile" else ""),
     }
     split_path = out / "split.json"
     if args.resume and split_path.exists():

@@ -239,7 +239,8 @@ def prior_from_config(cfg: dict[str, Any], cfg_path: Path | None = None) -> EDMP
     try:
         arch = UNetConfig.from_dict(cfg["architecture"])
         p = cfg["prior"]
-        meta = {k: v for k, v in cfg.items() if k not in ("format", "format_version", "prior", "architecture", "weights", "versions", "num_parameters")}
+        reserved = ("format", "format_version", "prior", "architecture", "weights", "versions", "num_parameters")
+        meta = {k: v for k, v in cfg.items() if k not in reserved}
         return EDMPrior(
             net_config=arch,
             sigma_data=p.get("sigma_data", 0.5),
@@ -260,7 +261,11 @@ def check_state_dict(model: torch.nn.Module, state: dict[str, torch.Tensor], pat
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing tensors (e.g. {missing[0]})")

@@ -148,7 +148,7 @@ class SliceDataset(Dataset):
             for idx in groups.values():
                 stack = [np.asarray(slices[i], dtype=np.float32) for i in idx]
                 scale, _ = normalization.affine(np.concatenate([s.ravel() for s in stack]))
-                for i, s in zip(idx, stack):
+                for i, s in zip(idx, stack, strict=True):
                     normed_by_index[i] = np.abs(s) / scale
             normed = [normed_by_index[i] for i in range(len(slices))]
         else:
@@ -173,7 +173,7 @@ class SliceDataset(Dataset):
         if p < s:
             tops = (u[:, 0] * (s - p + 1)).long().clamp_(max=s - p).tolist()
             lefts = (u[:, 1] * (s - p + 1)).long().clamp_(max=s - p).tolist()
-            x = torch.stack([x[i, :, t : t + p, l : l + p] for i, (t, l) in enumerate(zip(tops, lefts))])
+            x = torch.stack([x[i, :, t : t + p, le : le + p] for i, (t, le) in enumerate(zip(tops, lefts, strict=True))])
         if self.flip_lr:
             flip = (u[:, 2] < 0.5).to(x.device)
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)

@@ -343,7 +343,7 @@ class UNet(nn.Module):
             hs.append(h)
         for m in self.mid:
             h = m(h, emb) if isinstance(m, ResBlock) else m(h)
-        for blocks, n_skips in zip(self.up, self.up_skips):
+        for blocks, n_skips in zip(self.up, self.up_skips, strict=True):
             for m in blocks:
                 if isinstance(m, ResBlock):
                     h = m(torch.cat([h, *(hs.pop() for _ in range(n_skips))], dim=1), emb)

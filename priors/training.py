@@ -321,7 +321,7 @@ class Trainer:
         ema_p = list(self.ema.net.parameters())
         p = list(self.prior.net.parameters())
         torch._foreach_lerp_(ema_p, p, 1.0 - beta)
-        for eb, b in zip(self.ema.net.buffers(), self.prior.net.buffers()):
+        for eb, b in zip(self.ema.net.buffers(), self.prior.net.buffers(), strict=True):
             eb.copy_(b)
 
     def train_step(self) -> float:
@@ -347,7 +347,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.opt)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.prior.net.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.prior.net.parameters(), max_norm)
         if torch.isfinite(grad_norm) and torch.isfinite(loss):
             self.scaler.step(self.opt)
         else:
@@ -403,7 +404,10 @@ class Trainer:
     def metadata(self) -> dict[str, Any]:
         """Training summary and data description stored in the checkpoint's ``config.json``."""
         cfg = self.cfg
-        dev = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        if self.device.type == "cuda":
+            dev = torch.cuda.get_device_name(self.device)
+        else:
+            dev = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
         return {
             "training": {
                 "steps": self.step,
@@ -500,15 +504,16 @@ class Trainer:
             return
         fig, ax = plt.subplots(figsize=(6, 4))
         if tr:
-            ax.plot(*zip(*tr), color="0.7", lw=0.8, label="train loss (training sigmas)")
+            ax.plot(*zip(*tr, strict=True), color="0.7", lw=0.8, label="train loss (training sigmas)")
         if val:
-            ax.plot(*zip(*val), "o-", color="C0", label="validation loss (EMA, whole slices, fixed sigmas)")
+            ax.plot(*zip(*val, strict=True), "o-", color="C0", label="validation loss (EMA, whole slices, fixed sigmas)")
         ax.set_xlabel("step")
         ax.set_ylabel("EDM-weighted loss")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
-        ax.set_title(f"{self.cfg.modality.upper()} prior, {self.cfg.image_size}px, patch {self.cfg.patch_size or self.cfg.image_size}")
+        patch = self.cfg.patch_size or self.cfg.image_size
+        ax.set_title(f"{self.cfg.modality.upper()} prior, {self.cfg.image_size}px, patch {patch}")
         fig.tight_layout()
         tmp = self.out / ".val_loss.png.tmp"
         fig.savefig(tmp, dpi=100, format="png")
@@ -579,7 +584,8 @@ class Trainer:
                         "wall_time_s": round(self.wall_time, 1),
                     }
                     self._log(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{ips:.1f}", val=f"{self.last_val:.4f}" if self.last_val else "-")
+                    val_text = f"{self.last_val:.4f}" if self.last_val else "-"
+                    bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{ips:.1f}", val=val_text)
                     losses.clear()
                     t_int, steps_int = time.perf_counter(), 0
                 if self.is_main and (self.step % cfg.checkpoint_every == 0 or last):
