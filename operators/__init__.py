@@ -4,7 +4,7 @@ Images are ``[B, C, H, W]`` torch tensors; sinograms ``[B, 1, n_angles, n_detect
 ``[B, n_coils, H, W]`` complex. Every operator is a :class:`LinearOperator`.
 """
 
-from operators.base import LinearOperator, MatrixOperator, ScaledOperator
+from operators.base import LinearOperator, MatrixOperator, ScaledOperator, WrappedOperator
 from operators.geometry import (
     FanGeometry,
     Geometry,
@@ -32,6 +32,7 @@ __all__ = [
     "LinearOperator",
     "MatrixOperator",
     "ScaledOperator",
+    "WrappedOperator",
     # geometry
     "ParallelGeometry",
     "FanGeometry",

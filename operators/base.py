@@ -144,13 +144,15 @@ def _power_iteration(
     return lam**0.5
 
 
-class ScaledOperator(LinearOperator):
-    """``scale * A``: used to compose an operator with an affine intensity normalisation."""
+class WrappedOperator(LinearOperator):
+    """Base of operators built around another one ``op``: same shapes, modality and geometry.
 
-    def __init__(self, op: LinearOperator, scale: float):
+    Subclasses define how they change ``op``'s action (``forward``, ``adjoint``, ...).
+    """
+
+    def __init__(self, op: LinearOperator):
         super().__init__()
         self.op = op
-        self.scale = float(scale)
         self.domain_shape = op.domain_shape
         self.range_shape = op.range_shape
         self.domain_complex = op.domain_complex
@@ -163,6 +165,14 @@ class ScaledOperator(LinearOperator):
     @property
     def geometry(self) -> Geometry | None:  # type: ignore[override]
         return self.op.geometry
+
+
+class ScaledOperator(WrappedOperator):
+    """``scale * A``: used to compose an operator with an affine intensity normalisation."""
+
+    def __init__(self, op: LinearOperator, scale: float):
+        super().__init__(op)
+        self.scale = float(scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x) * self.scale

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from operators import MU_WATER_PER_MM, Geometry, LinearOperator
+from operators import MU_WATER_PER_MM, LinearOperator, WrappedOperator
 from priors.base import Prior
 from priors.schedules import karras_sigmas
 from recon.linalg import batch_norm, conjugate_gradient
@@ -190,28 +190,15 @@ class DenoiserView:
 
 
 # --- data term -----------------------------------------------------------------------------------------
-class WhitenedOperator(LinearOperator):
+class WhitenedOperator(WrappedOperator):
     """``W^{1/2} A`` with ``W = diag(1 / std^2)``: unit-variance noise in its range.
 
     ``inv_std`` broadcasts against ``[B, *range_shape]``.
     """
 
     def __init__(self, op: LinearOperator, inv_std: torch.Tensor):
-        super().__init__()
-        self.op = op
+        super().__init__(op)
         self.inv_std = inv_std
-        self.domain_shape = op.domain_shape
-        self.range_shape = op.range_shape
-        self.domain_complex = op.domain_complex
-        self.range_complex = op.range_complex
-
-    @property
-    def modality(self) -> str | None:  # type: ignore[override]
-        return self.op.modality
-
-    @property
-    def geometry(self) -> Geometry | None:  # type: ignore[override]
-        return self.op.geometry
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.op(x) * self.inv_std
