@@ -27,3 +27,13 @@ def shared_path(*parts: str) -> Path:
 def shared_data():
     """Return the ``shared_path`` helper; tests call ``shared_data('ct_tcga_luad', 'dicom')``."""
     return shared_path
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread: tiny networks are faster so, especially on a shared CPU
+    (OpenMP threads stall waiting for each other)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,16 +10,7 @@ from pipelines import train as train_cmd
 from recon.errors import InputError
 from tests.priors.helpers import synthetic_ct
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny networks run faster on one thread, especially on a shared CPU.
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _parse(module, argv):
