@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     bar = tqdm(total=args.steps * ((args.n + (args.batch or args.n) - 1) // (args.batch or args.n)), desc="sample", unit="step")
     x = sample(prior, args.n, size, steps=args.steps, generator=gen, churn=args.churn, batch_size=args.batch,
-               callback=lambda info: bar.update(1))
+               callback=lambda *_: bar.update(1))
     bar.close()
     save_grid_png(to_display(prior, x, tuple(args.window) if args.window else None), out)
     print(f"recon sample: {args.n} samples ({size}x{size}, {2 * args.steps - 1} NFE each, seed {args.seed}) -> {out}")

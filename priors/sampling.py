@@ -12,7 +12,6 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -20,7 +19,13 @@ import torch
 from priors.base import Prior
 from priors.schedules import karras_sigmas
 
-__all__ = ["heun_sample", "sample", "sample_grid_png", "to_display", "save_grid_png"]
+__all__ = ["StepCallback", "heun_sample", "sample", "sample_grid_png", "to_display", "save_grid_png"]
+
+#: ``callback(step, sigma, x, x0_hat)``, called by every sampler (unconditional here, posterior in
+#: :mod:`recon.samplers`) after each step: ``sigma`` is the noise level at which the denoiser
+#: produced ``x0_hat``, ``x`` the state after the step; both tensors ``[B, C, H, W]`` in the
+#: prior's normalised units.
+StepCallback = Callable[[int, float, torch.Tensor, torch.Tensor], None]
 
 
 @torch.no_grad()
@@ -34,7 +39,7 @@ def heun_sample(
     s_tmin: float = 0.0,
     s_tmax: float = float("inf"),
     s_noise: float = 1.0,
-    callback: Callable[[dict[str, Any]], None] | None = None,
+    callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """EDM Heun sampler (Karras et al. 2022, Alg. 2).
 
@@ -45,7 +50,7 @@ def heun_sample(
         generator: randomness for churn (only used when ``churn > 0``).
         churn: ``S_churn``; 0 gives the deterministic probability-flow ODE sampler.
         s_tmin, s_tmax, s_noise: the sigma window for churn and the extra-noise scale.
-        callback: called after every step with ``{"i", "x", "sigma", "sigma_hat", "denoised"}``.
+        callback: :data:`StepCallback` after every step, ``(i, sigma_hat, x, denoised)``.
 
     Returns ``x`` at sigma 0, ``[B, C, H, W]``. Cost: ``2 n - 1`` denoiser evaluations.
     """
@@ -70,7 +75,7 @@ def heun_sample(
             x_next = x + (s_next - s_hat) * 0.5 * (d + d2)
         x = x_next
         if callback is not None:
-            callback({"i": i, "x": x, "sigma": s, "sigma_hat": s_hat, "denoised": denoised})
+            callback(i, s_hat, x, denoised)
     return x
 
 
@@ -87,7 +92,7 @@ def sample(
     rho: float = 7.0,
     churn: float = 0.0,
     batch_size: int | None = None,
-    callback: Callable[[dict[str, Any]], None] | None = None,
+    callback: StepCallback | None = None,
 ) -> torch.Tensor:
     """``n`` unconditional samples ``[n, C, H, W]`` in the prior's normalised domain.
 

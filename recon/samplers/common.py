@@ -22,7 +22,7 @@ Conventions (all samplers):
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -34,7 +34,6 @@ from priors.schedules import karras_sigmas
 from recon.linalg import batch_norm, conjugate_gradient
 
 __all__ = [
-    "Callback",
     "Chain",
     "DataTerm",
     "DenoiserView",
@@ -49,11 +48,6 @@ __all__ = [
     "start_chain",
     "tweedie_variance",
 ]
-
-#: ``callback(step, sigma, x, x0_hat)``: ``x`` is the state after the step, ``x0_hat`` the
-#: denoiser's output at that step (before any data-consistency step); both
-#: ``[B, *op.domain_shape]`` in normalised units.
-Callback = Callable[[int, float, torch.Tensor, torch.Tensor], None]
 
 #: Default diffusion range for inverse problems (Karras rho = 7, sigma 20 -> 0.005). sigma_max = 20
 #: is far above the data scale (images in [0, 1]) so the start is indistinguishable from pure

@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import torch
 
-from recon.samplers.common import Callback, ancestral_step, start_chain, tweedie_variance
+from priors.sampling import StepCallback
+from recon.samplers.common import ancestral_step, start_chain, tweedie_variance
 
 __all__ = ["sample", "DEFAULTS"]
 
@@ -58,7 +59,7 @@ def sample(
     nfe: int = 50,
     generator: torch.Generator,
     noise_std: float | torch.Tensor | None = None,
-    callback: Callback | None = None,
+    callback: StepCallback | None = None,
     eta: float = DEFAULTS["eta"],
     cg_iters: int = DEFAULTS["cg_iters"],
     gamma: float | None = None,

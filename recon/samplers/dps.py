@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import torch
 
+from priors.sampling import StepCallback
 from recon.linalg import batch_norm
-from recon.samplers.common import Callback, ancestral_step, start_chain
+from recon.samplers.common import ancestral_step, start_chain
 
 __all__ = ["sample", "DEFAULTS"]
 
@@ -41,7 +42,7 @@ def sample(
     nfe: int = 50,
     generator: torch.Generator,
     noise_std: float | torch.Tensor | None = None,
-    callback: Callback | None = None,
+    callback: StepCallback | None = None,
     zeta: float = DEFAULTS["zeta"],
     eta: float = DEFAULTS["eta"],
     discrepancy: bool = True,

@@ -43,8 +43,9 @@ from __future__ import annotations
 
 import torch
 
+from priors.sampling import StepCallback
 from recon.linalg import batch_norm, conjugate_gradient
-from recon.samplers.common import Callback, start_chain
+from recon.samplers.common import start_chain
 
 __all__ = ["sample", "DEFAULTS"]
 
@@ -60,7 +61,7 @@ def sample(
     nfe: int = 50,
     generator: torch.Generator,
     noise_std: float | torch.Tensor | None = None,
-    callback: Callback | None = None,
+    callback: StepCallback | None = None,
     lam: float = DEFAULTS["lam"],
     snr: float = DEFAULTS["snr"],
     corrector_steps: int = DEFAULTS["corrector_steps"],

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -27,8 +28,10 @@ def test_callback_and_nfe():
 
     p.denoise = counting
     sig = karras_sigmas(5, 0.01, 10.0, append_zero=True)
-    heun_sample(p, torch.randn(1, 1, 8, 8) * 10, sig, callback=calls.append)
-    assert [c["i"] for c in calls] == list(range(5)) and n_eval == 2 * 5 - 1
+    heun_sample(p, torch.randn(1, 1, 8, 8) * 10, sig, callback=lambda *args: calls.append(args))
+    assert [c[0] for c in calls] == list(range(5)) and n_eval == 2 * 5 - 1
+    assert [c[1] for c in calls] == pytest.approx(sig[:-1].tolist())
+    assert all(x.shape == x0_hat.shape == (1, 1, 8, 8) for _, _, x, x0_hat in calls)
 
 
 def test_churn_uses_generator():
