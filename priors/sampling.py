@@ -119,7 +119,7 @@ def to_display(prior: Prior, x: torch.Tensor, window: tuple[float, float] | None
     """Map normalised samples ``[B, C, H, W]`` to display values in [0, 1] (``[B, H, W]``, channel 0
     or the magnitude of 2 channels).
 
-    CT: back to HU, then the display window (default [-1000, 1000] HU, the DESIGN's reporting window).
+    CT: back to HU, then the display window (default [-1000, 1000] HU, the window CT figures are reported on).
     MR / others: the normalised magnitude clipped to [0, 1] (or ``window`` in normalised units).
     """
     x = x.detach().float().cpu()

@@ -9,7 +9,7 @@ Eq. 8 and Table 1; the score-matching view is Song et al. 2021): for clean slice
 which makes the effective network target unit-variance at every noise level. Sigma distributions:
 
 * ``"lognormal"`` (default, EDM): ``ln sigma ~ N(P_mean, P_std^2)`` with (-1.2, 1.2). Focuses on the
-  mid-noise range where a denoiser can still improve; what the DESIGN's working CPU recipe used.
+  mid-noise range where a denoiser can still improve (Karras et al. 2022, Sec. 5).
 * ``"loguniform"``: ``ln sigma ~ U(ln sigma_min, ln sigma_max)`` (VE SDE style), equal effort per
   noise decade; useful when a sampler spends many steps at very high or very low sigma.
 

@@ -38,9 +38,9 @@ __all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "available_methods", 
            "resolve_init"]
 
 #: Default ``sigma_max`` (normalised units: the CT window's 3072 HU, the MR slice's 99.9th percentile)
-#: of a warm-started sampler (``init=``). DDS, 50 NFE, bundled priors, held-out slices: CT 16 views
-#: from TV, sigma_max 0.1 / 0.2 / 0.3 / 1.0 -> 28.24 / 28.30 / 28.25 / 27.99 dB (TV 27.76, cold 27.62);
-#: MR 8x from CS-TV, 0.1 / 0.2 / 0.5 / 1.0 -> 33.07 / 33.03 / 32.58 / 32.08 dB (CS-TV 32.22, cold 31.32).
+#: of a warm-started sampler (``init=``): high enough to remove the classical method's artefacts, low
+#: enough to keep its anatomy; the best on held-out slices for CT and MR
+#: (``benchmarks/sampler-settings.md``).
 INIT_SIGMA_MAX = 0.2
 
 #: The warm start ``init="auto"`` (the default) uses for each operator kind.

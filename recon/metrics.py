@@ -3,7 +3,7 @@
 Every figure the project reports (classical baselines, posterior samplers, benchmarks) is computed
 here, so that numbers are comparable across the code base.
 
-Conventions (DESIGN.md, "Metrics"):
+Conventions:
 
 * PSNR and SSIM always take an explicit ``data_range``; nothing guesses it from the data, because a
   range estimated from each image makes two reconstructions of the same slice incomparable.
@@ -37,7 +37,7 @@ __all__ = ["psnr", "ssim", "rmse", "ct_metrics", "mr_metrics", "CT_WINDOW_HU"]
 ArrayLike = torch.Tensor | np.ndarray
 Value = float | np.ndarray
 
-#: Default CT evaluation window in HU (DESIGN.md): air to dense bone.
+#: Default CT evaluation window in HU: air to dense bone.
 CT_WINDOW_HU: tuple[float, float] = (-1000.0, 1000.0)
 
 
@@ -170,7 +170,7 @@ def ssim(x: ArrayLike, ref: ArrayLike, data_range: float) -> Value:
 def ct_metrics(
     x_hu: ArrayLike, ref_hu: ArrayLike, window: tuple[float, float] = CT_WINDOW_HU
 ) -> dict[str, Value]:
-    """CT quality in Hounsfield units on a stated window (DESIGN.md convention).
+    """CT quality in Hounsfield units on a stated window (the module's convention).
 
     Both images are clipped to ``window`` and compared with ``data_range = window[1] - window[0]``.
 
@@ -200,7 +200,7 @@ def ct_metrics(
 
 
 def mr_metrics(x_mag: ArrayLike, ref_mag: ArrayLike, percentile: float = 99.9) -> dict[str, Value]:
-    """MRI quality on magnitude images normalised by the reference (DESIGN.md convention).
+    """MRI quality on magnitude images normalised by the reference (the module's convention).
 
     Each slice pair is divided by the reference slice's ``percentile``-th percentile of magnitude
     (99.9 by default, robust to a few hot pixels), then compared with ``data_range = 1``. Complex

@@ -17,20 +17,19 @@ Noise-aware data consistency. With a measurement noise level the CG step solves 
 
 i.e. CG on ``(A^H W A + I / r_t^2) x = A^H W y + x0_hat / r_t^2`` with ``W = diag(1 / std^2)``.
 ``r_t^2`` is the variance of ``x0`` given ``x_t`` under an isotropic Gaussian prior of variance
-``sigma_data^2``, so the step is the posterior mean of ``x0`` given both the denoised image (treated as
-an observation of ``x0`` with error ``r_t``) and the data: measurements are weighted by their inverse
-variance (Poisson low-dose rays with few photons count less), and at low noise levels, where the
-denoiser is accurate, the data cannot drag the image further than their noise justifies -- low-dose
+``sigma_data^2``, so the step is the posterior mean of ``x0`` given both the denoised image (treated
+as an observation of ``x0`` with error ``r_t``) and the data: measurements are weighted by their
+inverse variance (Poisson low-dose rays with few photons count less), and at low noise levels, where
+the denoiser is accurate, the data cannot drag the image further than their noise justifies -- low-dose
 data are not over-fitted. A trained denoiser is more accurate than the Gaussian one: its error
-variance is ``kappa r_t^2`` with ``kappa`` the prior's ``denoiser_error_ratio`` (for an EDM prior its
-EDM-weighted validation loss, ~0.07 for the bundled CT prior), so the weight is ``1 / (kappa r_t^2)``
-(``gamma_scale = 1 / kappa``). On held-out CT slices (50 NFE, warm start from TV) scales 1 / 10 / 30
-gave 28.30 / 28.56 / 28.59 dB at 16 views and 26.88 / 27.66 / 27.52 dB at a tenth of the dose. For
-noise-free data (``noise_std=None``) the limit ``W -> inf`` is plain CG
-on the normal equations ``A^H A x = A^H y`` from ``x0_hat`` (the paper's choice and the recipe in
-DESIGN.md), whose converged solution is the data-consistent image closest to ``x0_hat``. For an
-isotropic Gaussian prior both forms give exactly ``E[x0 | x_t, y]``; with ``eps_source="refined"`` the
-sampler is then a DDIM discretisation of the exact posterior diffusion (the tests use this).
+variance is ``kappa r_t^2`` with ``kappa`` the prior's ``denoiser_error_ratio`` (for an EDM prior
+its EDM-weighted validation loss), so the weight is ``1 / (kappa r_t^2)`` (``gamma_scale =
+1 / kappa``; the measurements behind this and the other defaults: ``benchmarks/sampler-settings.md``).
+For noise-free data (``noise_std=None``) the limit ``W -> inf`` is plain CG on the normal equations
+``A^H A x = A^H y`` from ``x0_hat`` (the paper's choice), whose converged solution is the
+data-consistent image closest to ``x0_hat``. For an isotropic Gaussian prior both forms give exactly
+``E[x0 | x_t, y]``; with ``eps_source="refined"`` the sampler is then a DDIM discretisation of the
+exact posterior diffusion (the tests use this).
 """
 
 from __future__ import annotations
@@ -42,11 +41,8 @@ from recon.samplers.common import ancestral_step, start_chain, tweedie_variance
 
 __all__ = ["sample", "DEFAULTS"]
 
-#: The recipe known to work at 50 NFE (DESIGN.md, Evidence), with 10 CG iterations instead of 5.
-#: Held-out TCGA slices, 16 views, bundled CT prior, 50 NFE: from TV (``reconstruct``'s default warm
-#: start) 5 / 10 / 20 iterations gave 28.36 / 28.58 / 28.58 dB at full dose and 27.50 / 27.66 /
-#: 27.68 dB at a tenth of it; from noise (an earlier checkpoint) 5 / 10 / 20 / 40 gave 25.0 / 26.7 /
-#: 27.1 / 27.0 dB. Each iteration costs one ``op.normal`` per step (~7 ms at 16 views on one core).
+#: Defaults for about 50 NFE. More CG iterations fit the data more closely at one ``op.normal`` each
+#: per step; 10 is where the gain stops on held-out slices (``benchmarks/sampler-settings.md``).
 DEFAULTS = {"eta": 0.85, "cg_iters": 10, "sigma_min": 0.005, "sigma_max": 20.0, "rho": 7.0}
 
 

@@ -65,12 +65,11 @@ def sample(
         noise_std: measurement noise std (scalar or broadcastable to ``y``; for complex data
             ``sqrt(E|n|^2)``, see :meth:`~recon.samplers.common.DataTerm.build`). ``None``: noise-free (no discrepancy stop).
         callback: ``callback(step, sigma, x, x0_hat)`` after every step.
-        zeta: the paper's ``zeta'`` (step scale; 1.0 as in most of the paper's experiments). Sparse-view
-            CT wants a larger step: on 2 training-patient CT slices (16 views, 50 NFE) ``zeta=10``
-            gave 17.3 dB against 12.8 at 1 and unstable runs at 30, while on 2 BraTS training
-            slices (8x, 50 NFE) 1 gave 30.6 dB and 10 diverged. Radon operators are far worse
-            conditioned than masked Fourier ones, so after the ``||A||`` normalisation their useful
-            step is larger; 10 overshoots with few NFE, hence the conservative default.
+        zeta: the paper's ``zeta'`` (step scale; 1.0 as in most of the paper's experiments). Radon
+            operators are far worse conditioned than masked Fourier ones, so after the ``||A||``
+            normalisation sparse-view CT tolerates a larger step, but a larger one overshoots with
+            few NFE and diverges on MR, hence the conservative default
+            (``benchmarks/sampler-settings.md``).
         eta: stochasticity of the unconditional step (1 = ancestral, as the paper's DDPM chain).
         discrepancy: apply the noise-level stop described in the module docstring.
         normalize_by_operator: divide the step by ``||A||`` (see the module docstring).

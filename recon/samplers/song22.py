@@ -32,11 +32,10 @@ an isotropic Gaussian prior of variance ``sigma_data^2``; for such a prior ``x +
 variance, and the fresh noise ``n'`` keeps samples from fitting the noise in ``y`` (their residual
 stays at the noise level instead of going to zero). As ``V -> 0`` this is the paper's projection.
 
-Budget. The paper used about 2000 network evaluations per slice; the sampler needs hundreds. On two
-held-out TCGA slices at 16 noise-free views (bundled CT prior) it gave 17.9 / 17.0 dB at 50 NFE
-(25 levels, still visibly noisy) and 28.5 / 24.7 dB at 200 NFE, where DDS reaches about the same
-at 50 NFE. Started from a TV reconstruction at ``sigma_max`` 0.2 (``reconstruct``'s default warm
-start) 50 NFE suffice: 27.6 dB on four held-out slices at 16 views (17.6 dB from noise).
+Budget. The paper used about 2000 network evaluations per slice. From pure noise the sampler needs
+hundreds (at 50 NFE the result is still visibly noisy); started from a classical reconstruction
+(``reconstruct``'s default warm start) 50 NFE suffice. Measurements:
+``benchmarks/sampler-settings.md``.
 """
 
 from __future__ import annotations
