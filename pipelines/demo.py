@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from priors.precision import add_precision_argument
+from priors.registry import bundled_data_dir
 from recon.errors import InputError
 
 SAMPLE_SERIES = ("sample", "ct")
@@ -23,13 +24,7 @@ DEMO_METHODS = ("fbp", "tv", "dds")
 
 def sample_study_dir() -> Path:
     """The bundled sample CT series (inside the installed package or the source tree)."""
-    from importlib.resources import files
-
-    try:
-        root = Path(str(files("recon_data")))
-    except ModuleNotFoundError:
-        root = Path(__file__).resolve().parents[1] / "data"
-    path = root.joinpath(*SAMPLE_SERIES)
+    path = bundled_data_dir().joinpath(*SAMPLE_SERIES)
     if not path.is_dir():
         raise InputError(path, "the bundled sample study is missing from this installation")
     return path

@@ -42,15 +42,15 @@ SLICES_DIR = ".slices"
 CT_WINDOW = (40.0, 400.0)  # soft-tissue display window (center, width) in HU
 
 
-def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings that define a run; a resumed run must match them exactly."""
-    method = args.method or args.sampler
-    s: dict[str, Any] = {"method": method, "seed": int(args.seed)}
-    if getattr(args, "options", None):
-        s["options"] = dict(args.options)
-    if args.method is None:
-        s.update(prior=str(args.prior), sampler=args.sampler, nfe=int(args.nfe), samples=int(args.samples),
-                 precision=getattr(args, "precision", "auto"))
+def run_settings(*, method: str | None, sampler: str, prior: str, nfe: int, samples: int, seed: int,
+                 precision: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The settings that define a run (a classical ``method``, else the ``sampler`` with its prior);
+    a resumed run must match them exactly."""
+    s: dict[str, Any] = {"method": method or sampler, "seed": int(seed)}
+    if options:
+        s["options"] = dict(options)
+    if method is None:
+        s.update(prior=str(prior), sampler=sampler, nfe=int(nfe), samples=int(samples), precision=precision)
     return s
 
 
@@ -133,9 +133,8 @@ def reconstruct_directory(
     study = load_study(input_dir)
     if prior == "auto":
         prior = study.modality
-    args = argparse.Namespace(method=method, sampler=sampler, prior=prior, nfe=nfe, samples=samples, seed=seed,
-                              precision=precision, options=dict(options or {}))
-    settings = settings_from_args(args)
+    settings = run_settings(method=method, sampler=sampler, prior=prior, nfe=nfe, samples=samples, seed=seed,
+                            precision=precision, options=dict(options or {}))
     check_options(method or sampler, dict(options or {}))  # before anything is written
     if method is None:
         # the warm start actually used, so the report and the DICOM provenance name it

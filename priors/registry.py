@@ -15,37 +15,26 @@ from priors.checkpoint import is_checkpoint_dir, load_checkpoint
 from priors.edm import EDMPrior
 from priors.errors import PriorError
 
-__all__ = ["load_prior", "available_priors", "bundled_prior_dirs"]
+__all__ = ["load_prior", "available_priors", "bundled_data_dir", "bundled_prior_dirs"]
 
 
-def _roots() -> list[Path]:
-    """Candidate ``priors`` folders: the installed ``recon_data`` package, then the source tree."""
-    roots: list[Path] = []
+def bundled_data_dir() -> Path:
+    """The project's bundled data (priors, sample study): the installed ``recon_data`` package, or
+    ``data/`` of the source tree when the project runs uninstalled."""
+    from importlib.resources import files
+
     try:
-        from importlib.resources import files
-
-        roots.append(Path(str(files("recon_data"))) / "priors")
-    except (ModuleNotFoundError, TypeError):
-        pass
-    roots.append(Path(__file__).resolve().parents[1] / "data" / "priors")
-    seen, out = set(), []
-    for r in roots:
-        if r not in seen:
-            seen.add(r)
-            out.append(r)
-    return out
+        return Path(str(files("recon_data")))
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parents[1] / "data"
 
 
 def bundled_prior_dirs() -> dict[str, Path]:
     """``{name: directory}`` of every bundled prior that has a config and weights."""
-    found: dict[str, Path] = {}
-    for root in _roots():
-        if not root.is_dir():
-            continue
-        for d in sorted(root.iterdir()):
-            if d.name not in found and is_checkpoint_dir(d):
-                found[d.name] = d
-    return found
+    root = bundled_data_dir() / "priors"
+    if not root.is_dir():
+        return {}
+    return {d.name: d for d in sorted(root.iterdir()) if is_checkpoint_dir(d)}
 
 
 def available_priors() -> list[str]:
