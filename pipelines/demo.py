@@ -16,6 +16,7 @@ import numpy as np
 
 from priors.precision import add_precision_argument
 from priors.registry import bundled_data_dir
+from recon.api import DEFAULT_NFE
 from recon.errors import InputError
 
 SAMPLE_SERIES = ("sample", "ct")
@@ -103,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("recon-demo"), help="output directory (default ./recon-demo)")
     p.add_argument("--views", type=int, default=32)
     p.add_argument("--dose", type=float, default=0.25, help="photon fraction of the full dose")
-    p.add_argument("--nfe", type=int, default=50)
+    p.add_argument("--nfe", type=int, default=DEFAULT_NFE, help=f"network evaluations per sample (default {DEFAULT_NFE})")
     p.add_argument("--device", default="auto")
     add_precision_argument(p)
     p.add_argument("--overwrite", action="store_true")

@@ -32,6 +32,7 @@ import torch
 from pipelines.sampler_options import add_set_argument, parse_options
 from pipelines.studies import Study, load_study
 from priors.precision import add_precision_argument
+from recon.api import DEFAULT_NFE, DEFAULT_SAMPLES, check_options, reconstruct, resolve_init
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npz, atomic_write_json, ensure_output_dir, remove_stale_partials
 
@@ -110,8 +111,8 @@ def reconstruct_directory(
     method: str | None = None,
     prior: str = "auto",
     sampler: str = "dds",
-    nfe: int = 50,
-    samples: int = 1,
+    nfe: int = DEFAULT_NFE,
+    samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     batch: int = 4,
     device: str = "auto",
@@ -127,7 +128,6 @@ def reconstruct_directory(
     from tqdm import tqdm
 
     from priors.device import resolve_device
-    from recon.api import check_options, reconstruct, resolve_init
 
     input_dir, out = Path(input_dir), Path(out)
     study = load_study(input_dir)
@@ -280,8 +280,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="dds", help="posterior sampler: dds, dps, song22")
     p.add_argument("--method", default=None,
                    help="a classical method instead of a sampler: fbp, sirt, cgls, tv, zero_filled, cg_sense, cs_tv")
-    p.add_argument("--nfe", type=int, default=50, help="network evaluations per sample")
-    p.add_argument("--samples", type=int, default=1, help="posterior samples per slice (>1 writes a std series)")
+    p.add_argument("--nfe", type=int, default=DEFAULT_NFE, help=f"network evaluations per sample (default {DEFAULT_NFE})")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help=f"posterior samples averaged per slice; > 1 writes a std series (default {DEFAULT_SAMPLES})")
     p.add_argument("--batch", type=int, default=4, help="slices reconstructed together")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")

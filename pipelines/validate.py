@@ -53,6 +53,7 @@ import numpy as np
 from pipelines.benchmark import run_benchmark
 from pipelines.sampler_options import add_set_argument, parse_options
 from priors.precision import add_precision_argument
+from recon.api import DEFAULT_NFE, DEFAULT_SAMPLES
 from recon.errors import InputError
 from recon.io.atomic import atomic_write_json, atomic_write_text
 
@@ -185,8 +186,8 @@ def run_validation(
     out: str | Path,
     *,
     sampler: str = "dds",
-    nfe: int = 50,
-    samples: int = 1,
+    nfe: int = DEFAULT_NFE,
+    samples: int = DEFAULT_SAMPLES,
     options: dict[str, Any] | None = None,
     device: str = "auto",
     precision: str = "auto",
@@ -267,8 +268,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bundled name, checkpoint directory or training run directory (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="output directory (reused: finished cells are kept)")
     p.add_argument("--sampler", default="dds", choices=("dds", "dps", "song22"))
-    p.add_argument("--nfe", type=int, default=50, help="network evaluations per sample (default 50)")
-    p.add_argument("--samples", type=int, default=1, help="posterior samples averaged per slice (default 1)")
+    p.add_argument("--nfe", type=int, default=DEFAULT_NFE, help=f"network evaluations per sample (default {DEFAULT_NFE})")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help=f"posterior samples averaged per slice (default {DEFAULT_SAMPLES})")
     p.add_argument("--max-slices", type=int, default=None, help="slices per input (default: the manifest's)")
     p.add_argument("--device", default="auto")
     add_precision_argument(p)

@@ -34,14 +34,21 @@ from priors.precision import network_precision, resolve_precision
 from recon.samplers import SAMPLERS
 from recon.samplers.common import NormalizedProblem, counting_denoiser_calls, normalize_problem, relative_residual
 
-__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "available_methods", "check_options", "method_options",
-           "resolve_init"]
+__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "DEFAULT_NFE", "DEFAULT_SAMPLES", "available_methods",
+           "check_options", "method_options", "resolve_init"]
 
 #: Default ``sigma_max`` (normalised units: the CT window's 3072 HU, the MR slice's 99.9th percentile)
 #: of a warm-started sampler (``init=``): high enough to remove the classical method's artefacts, low
 #: enough to keep its anatomy; the best on held-out slices for CT and MR
 #: (``benchmarks/sampler-settings.md``).
 INIT_SIGMA_MAX = 0.2
+
+#: The default estimator of every sampler entry point: the mean of ``DEFAULT_SAMPLES`` posterior
+#: samples of ``DEFAULT_NFE`` network evaluations each. For a fixed budget several short chains beat
+#: one long one: a single posterior sample has twice the MMSE error of the posterior mean, and the
+#: spread of the samples gives the std series (measurements: ``benchmarks/sampler-settings.md``).
+DEFAULT_NFE = 50
+DEFAULT_SAMPLES = 1
 
 #: The warm start ``init="auto"`` (the default) uses for each operator kind.
 AUTO_INIT = {"ct": "tv", "mr": "cs_tv"}
@@ -154,8 +161,8 @@ def reconstruct(
     *,
     sampler: str = "dds",
     method: str | None = None,
-    nfe: int = 50,
-    samples: int = 1,
+    nfe: int = DEFAULT_NFE,
+    samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     device: str | torch.device = "auto",
     noise_std: float | torch.Tensor | None = None,

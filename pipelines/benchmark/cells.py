@@ -23,6 +23,7 @@ import torch
 from pipelines.benchmark.grid import SAMPLER_METHODS, BenchmarkConfig, Setting
 from pipelines.benchmark.layout import cell_paths
 from pipelines.benchmark.volumes import Volume
+from recon.api import method_options, reconstruct, resolve_init
 from recon.io.atomic import atomic_save_npz, atomic_write_json
 
 __all__ = ["Simulated", "simulate_setting", "check_options", "reconstruct_cell", "run_cell"]
@@ -84,7 +85,6 @@ def simulate_setting(setting: Setting, volumes: Sequence[Volume], cfg: Benchmark
 
 def _options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``options`` that ``method`` takes."""
-    from recon.api import method_options
 
     accepted = set(method_options(method))
     return {k: v for k, v in options.items() if k in accepted}
@@ -92,7 +92,6 @@ def _options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def check_options(methods: Sequence[str], options: dict[str, Any]) -> None:
     """Refuse (``ValueError``) an option that none of ``methods`` takes."""
-    from recon.api import method_options
 
     for key in options:
         if not any(key in method_options(m) for m in methods):
@@ -108,7 +107,6 @@ def reconstruct_cell(
     Returns ``(mean [N, H, W], std [N, H, W] or None, seconds per slice, residual per slice, nfe)``;
     ``std`` only for samplers with ``cfg.samples > 1``.
     """
-    from recon.api import reconstruct
 
     is_sampler = method in SAMPLER_METHODS
     # Samplers run one slice per call so that each slice has its own seed (cfg.seed + its index in
@@ -171,7 +169,6 @@ def _json_number(v: float) -> float | None:
 
 def _warm_start_of(method: str, options: dict[str, Any], modality: str) -> str | None:
     """The classical method a sampler cell started from (``None``: a cold start or a classical method)."""
-    from recon.api import resolve_init
 
     if method not in SAMPLER_METHODS:
         return None

@@ -24,6 +24,7 @@ from pipelines.benchmark.layout import CELLS_DIR, REFERENCE_FILE, cell_done, pre
 from pipelines.benchmark.report import write_outputs
 from pipelines.benchmark.volumes import load_volumes
 from pipelines.simulate import FULL_DOSE_I0
+from recon.api import DEFAULT_NFE, DEFAULT_SAMPLES
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npz
 
@@ -44,8 +45,8 @@ def run_benchmark(
     i0: float | None = None,
     center_fraction: float = 0.08,
     coils: int = 1,
-    nfe: int = 50,
-    samples: int = 1,
+    nfe: int = DEFAULT_NFE,
+    samples: int = DEFAULT_SAMPLES,
     seed: int = 0,
     prior: str | Path | None = "auto",
     device: str = "auto",
