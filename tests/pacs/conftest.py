@@ -1,0 +1,291 @@
+"""A real Orthanc on localhost for the PACS tests, and small studies with distinctive identifiers.
+
+The ``orthanc`` fixture starts the Debian ``orthanc`` server (with the ``orthanc-dicomweb``
+plugin) once per test session on free ports with a temporary storage folder: DICOMweb at
+``/dicom-web``, HTTP basic authentication, DIMSE with AE title ``ORTHANC`` that checks the called
+AE title, our test SCP registered as modality ``RECONSCU`` for C-MOVE, and a Lua filter that refuses
+instances whose SeriesDescription contains ``REJECT`` (the "push rejected" fault). Tests skip with
+the reason when the binary or the plugin is missing or the server does not start.
+
+``pacs`` (per test) empties the server, points ``RECON_PACS_*`` at it and sends the cache, config
+and de-identification key to temporary folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import requests
+from pydicom.uid import generate_uid
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "data" / "sample" / "ct"
+PLUGIN_PLACES = ("/usr/share/orthanc/plugins/libOrthancDicomWeb.so", "/usr/lib/orthanc/libOrthancDicomWeb.so")
+USER, PASSWORD = "recon", "pacs-test-secret"
+ORTHANC_AET, SCU_AET = "ORTHANC", "RECONSCU"
+
+#: Identifiers of the test patient: distinctive, so a scan of outputs finds any leak.
+IDENTITY = {
+    "PatientName": "Zyxwvutsky^Quentinella",
+    "PatientID": "PID-7731-XQZ",
+    "PatientBirthDate": "19230417",
+    "AccessionNumber": "ACC99812QZ",
+}
+LEAK_STRINGS = ("Zyxwvutsky", "Quentinella", "PID-7731-XQZ", "19230417", "1923-04-17", "ACC99812QZ")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Orthanc:
+    """A running Orthanc: where it listens and how to reach it."""
+
+    http_port: int
+    dicom_port: int
+    scu_port: int
+    root: Path
+
+    @property
+    def rest(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def dicomweb(self) -> str:
+        return f"{self.rest}/dicom-web"
+
+    @property
+    def dimse(self) -> str:
+        return f"127.0.0.1:{self.dicom_port}:{ORTHANC_AET}"
+
+    def get(self, path: str) -> object:
+        r = requests.get(self.rest + path, auth=(USER, PASSWORD), timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+    def upload(self, files: list[Path]) -> None:
+        for f in files:
+            r = requests.post(self.rest + "/instances", data=f.read_bytes(), auth=(USER, PASSWORD), timeout=10)
+            r.raise_for_status()
+
+    def clear(self) -> None:
+        for pid in self.get("/patients"):  # type: ignore[union-attr]
+            requests.delete(f"{self.rest}/patients/{pid}", auth=(USER, PASSWORD), timeout=10).raise_for_status()
+
+    def count_instances(self) -> int:
+        return len(self.get("/instances"))  # type: ignore[arg-type]
+
+
+def _plugin() -> str | None:
+    return next((p for p in PLUGIN_PLACES if Path(p).is_file()), None)
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    binary, plugin = shutil.which("Orthanc"), _plugin()
+    if binary is None:
+        pytest.skip("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")
+    if plugin is None:
+        pytest.skip("the Orthanc DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)")
+    root = tmp_path_factory.mktemp("orthanc")
+    server = Orthanc(http_port=free_port(), dicom_port=free_port(), scu_port=free_port(), root=root)
+    (root / "filter.lua").write_text(
+        "function ReceivedInstanceFilter(dicom, origin, info)\n"
+        "  local d = dicom.SeriesDescription\n"
+        "  if d ~= nil and string.find(d, 'REJECT') then return false end\n"
+        "  return true\n"
+        "end\n"
+    )
+    config = {
+        "Name": "recon-test", "StorageDirectory": str(root / "db"), "IndexDirectory": str(root / "db"),
+        "HttpPort": server.http_port, "DicomPort": server.dicom_port, "DicomAet": ORTHANC_AET,
+        "RemoteAccessAllowed": False, "AuthenticationEnabled": True, "RegisteredUsers": {USER: PASSWORD},
+        "Plugins": [plugin], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
+        "DicomModalities": {"recon": [SCU_AET, "127.0.0.1", server.scu_port]},
+        "DicomCheckCalledAet": True, "LuaScripts": [str(root / "filter.lua")], "StorageCompression": False,
+        "HttpTimeout": 10, "DicomScuTimeout": 10, "ConcurrentJobs": 1,
+    }
+    (root / "orthanc.json").write_text(json.dumps(config))
+    log = open(root / "orthanc.log", "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.skip(f"Orthanc exited at start (status {proc.returncode}); see {root / 'orthanc.log'}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(server.rest + "/system", auth=(USER, PASSWORD), timeout=1).ok:
+                    break
+            if time.monotonic() > deadline:
+                pytest.skip(f"Orthanc did not answer within 30 s; see {root / 'orthanc.log'}")
+            time.sleep(0.1)
+        yield server
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No PACS settings from the machine: config, cache and key in temporary folders."""
+    for var in ("RECON_PACS_URL", "RECON_PACS_DIMSE", "RECON_PACS_CONFIG", "RECON_PACS_USERNAME",
+                "RECON_PACS_PASSWORD", "RECON_PACS_CALLING_AET", "RECON_PACS_RETRIEVE", "RECON_PACS_MOVE_PORT",
+                "RECON_PACS_CA_BUNDLE", "RECON_PACS_TLS", "RECON_PACS_TIMEOUT", "RECON_PACS_CACHE", "RECON_DEID_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+@pytest.fixture
+def pacs(orthanc: Orthanc, isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> Orthanc:
+    """The server, emptied, as the DICOMweb PACS of the environment (DIMSE tests set their own)."""
+    orthanc.clear()
+    monkeypatch.setenv("RECON_PACS_URL", orthanc.dicomweb)
+    monkeypatch.setenv("RECON_PACS_USERNAME", USER)
+    monkeypatch.setenv("RECON_PACS_PASSWORD", PASSWORD)
+    monkeypatch.setenv("RECON_PACS_CALLING_AET", SCU_AET)
+    monkeypatch.setenv("RECON_PACS_TIMEOUT", "10")
+    return orthanc
+
+
+def use_dimse(monkeypatch: pytest.MonkeyPatch, server: Orthanc, *, retrieve: str = "get", dimse: str | None = None) -> None:
+    """Make the environment's PACS the server's DIMSE service (C-GET, or C-MOVE to our SCP port)."""
+    monkeypatch.delenv("RECON_PACS_URL", raising=False)
+    monkeypatch.setenv("RECON_PACS_DIMSE", dimse or server.dimse)
+    monkeypatch.setenv("RECON_PACS_RETRIEVE", retrieve)
+    if retrieve == "move":
+        monkeypatch.setenv("RECON_PACS_MOVE_PORT", str(server.scu_port))
+
+
+def make_study(folder: Path, *, n: int = 4, size: int = 128, identity: dict[str, str] | None = None,
+               series_description: str = "Test chest CT") -> list[Path]:
+    """A small CT series from the bundled sample (downsampled to ``size``), with fresh UIDs, the
+    given identity, an institution, a private element and a study date; returns its files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    files = []
+    for i, src in enumerate(sorted(SAMPLE.glob("*.dcm"))[:n]):
+        ds = pydicom.dcmread(src)
+        step = ds.Rows // size
+        pixels = ds.pixel_array[::step, ::step].astype(np.int16)
+        ds.PixelData = pixels.tobytes()
+        ds.Rows, ds.Columns = pixels.shape
+        ds.PixelSpacing = [float(v) * step for v in ds.PixelSpacing]
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        for kw, value in (identity or IDENTITY).items():
+            setattr(ds, kw, value)
+        ds.StudyDate, ds.StudyTime = "20240312", "101500"
+        ds.SeriesDescription = series_description
+        ds.InstitutionName = "Quentinella Memorial Hospital"
+        block = ds.private_block(0x0009, "RECON TEST", create=True)
+        block.add_new(0x01, "LO", IDENTITY["PatientID"])
+        path = folder / f"IM{i + 1:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        files.append(path)
+    return files
+
+
+@pytest.fixture
+def study_files(tmp_path: Path) -> list[Path]:
+    return make_study(tmp_path / "source")
+
+
+@pytest.fixture
+def uploaded(pacs: Orthanc, study_files: list[Path]) -> tuple[str, list[Path]]:
+    """The test study stored on the server: ``(StudyInstanceUID, files)``."""
+    pacs.upload(study_files)
+    return str(pydicom.dcmread(study_files[0], stop_before_pixels=True).StudyInstanceUID), study_files
+
+
+class DroppingProxy:
+    """A TCP relay to ``127.0.0.1:upstream`` that cuts every connection once ``limit`` bytes have
+    come back from the server in all (then refuses new ones): a connection dropped mid-transfer."""
+
+    def __init__(self, upstream: int, limit: int):
+        self.upstream, self.limit, self.sent = upstream, limit, 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> DroppingProxy:
+        self._listener.settimeout(0.2)
+        t = threading.Thread(target=self._serve, daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._listener.close()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except (TimeoutError, OSError):
+                continue
+            if self.sent >= self.limit:
+                client.close()
+                continue
+            server = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+            for src, dst, count in ((client, server, False), (server, client, True)):
+                t = threading.Thread(target=self._pump, args=(src, dst, count, client, server), daemon=True)
+                t.start()
+                self._threads.append(t)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool, *both: socket.socket) -> None:
+        src.settimeout(0.2)
+        try:
+            while not self._stop.is_set():
+                try:
+                    data = src.recv(16384)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                if count:
+                    with self._lock:
+                        room = self.limit - self.sent
+                        self.sent += len(data)
+                    if room <= 0:
+                        break
+                    data = data[:room]
+                dst.sendall(data)
+                if count and self.sent >= self.limit:
+                    break
+        except OSError:
+            pass
+        finally:
+            for s in both:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    s.close()
