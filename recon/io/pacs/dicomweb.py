@@ -45,6 +45,8 @@ class DicomWebPacs:
         session.verify = str(config.ca_bundle) if config.ca_bundle else True
         self._session = session
         self._client = DICOMwebClient(str(config.url), session=session, timeout=config.timeout)
+        # one attempt per request: a failure is reported at once and the command resumes when rerun
+        self._client.set_http_retry_params(retry=False)
         host = urlsplit(str(config.url)).hostname or ""
         if urlsplit(str(config.url)).scheme == "http" and host not in _LOOPBACK:
             print(f"recon: warning: PACS {self.server} is plain HTTP; use https:// where the server offers TLS",
@@ -180,7 +182,7 @@ def _refused(e: BaseException) -> bool:
     stack: list[Any] = [e]
     while stack:
         x = stack.pop()
-        if x is None or id(x) in seen:
+        if not isinstance(x, BaseException) or id(x) in seen:
             continue
         seen.add(id(x))
         name = type(x).__name__

@@ -216,9 +216,11 @@ class DimsePacs:
 
     def _check_final(self, status: Dataset, what: str) -> None:
         if not status or "Status" not in status:
-            raise TransferInterrupted(self.server, f"connection dropped during the {what}; run the same command "
-                                                   "again to resume") if what == "transfer" else PacsUnreachable(
-                self.server, f"connection dropped during the {what}")
+            if what == "transfer":
+                raise TransferInterrupted(self.server, "connection dropped during the transfer; run the same command "
+                                                       "again to resume")
+            raise PacsRefused(self.server, f"the {what} got no answer (association aborted); check that the PACS "
+                                           f"knows our AE title {self.config.calling_aet!r}")
         code = int(status.Status)
         if code == 0x0000 or code in _PENDING:
             return

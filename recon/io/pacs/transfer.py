@@ -38,6 +38,7 @@ __all__ = ["MANIFEST", "find_study", "pull_study", "push_files", "PushResult", "
 
 MANIFEST = "pacs-study.json"
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
+_ACCESSION_MAX = 16  # AccessionNumber is SH
 _SKIP_SUFFIXES = {".json", ".png", ".txt", ".md", ".html", ".csv", ".npy", ".npz", ".log"}
 #: Instances read and sent per store call (bounds memory).
 PUSH_CHUNK = 32
@@ -56,7 +57,9 @@ def find_study(client: PacsClient, key: str) -> StudyInfo:
     key = key.strip()
     if not key or any(c in key for c in "*?\\"):
         raise InputError(None, "the study must be a StudyInstanceUID or an AccessionNumber, without wildcards")
-    queries = ([{"StudyInstanceUID": key}] if _UID.match(key) else []) + [{"AccessionNumber": key}]
+    queries = [{"StudyInstanceUID": key}] if _UID.match(key) else []
+    if len(key) <= _ACCESSION_MAX:
+        queries.append({"AccessionNumber": key})
     for query in queries:
         found = {s.study_uid: s for s in client.find_studies(query) if s.study_uid}
         if len(found) == 1:
@@ -259,8 +262,9 @@ def push_files(
                                           "fix the cause and push again: stored instances are not sent twice")
     listed = {r.sop_uid for r in client.list_instances(target_study)}
     if not expected <= listed:
-        raise PacsError(client.server, f"after the push {study_label(target_study)} lists {len(expected & listed)} of "
-                                       f"{len(expected)} instances")
+        raise PushRejected(client.server, f"{len(expected - listed)} of {len(expected)} instances not stored: the server "
+                                          f"answered but {study_label(target_study)} does not list them (discarded by "
+                                          "its policy?)")
     mine = {mapped(str(h.SeriesInstanceUID)) for _, h in headers}
     series = tuple(s for s in client.list_series(target_study) if s.series_uid in mine)
     return PushResult(study_uid=target_study, series=series, sent=len(pending), skipped=len(files) - len(pending))
