@@ -59,7 +59,7 @@ def _versions() -> dict[str, str]:
     import astra
     import pydicom
 
-    from recon.io.dicom_write import software_version
+    from recon.io.dicom_provenance import software_version
 
     return {
         "recon": software_version(),

@@ -29,8 +29,8 @@ import torch
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npy, ensure_output_dir
 from recon.io.dicom_read import Series, read_series
-from recon.io.kspace_dir import write_kspace_dir
-from recon.io.sinogram_dir import write_sinogram_dir
+from recon.io.kspace_write import write_kspace_dir
+from recon.io.sinogram_write import write_sinogram_dir
 
 GROUND_TRUTH_FILE = "ground_truth.npy"
 

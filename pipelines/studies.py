@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from recon.errors import InputError
-from recon.io.kspace_dir import SIDECAR as KSPACE_SIDECAR
-from recon.io.kspace_dir import read_kspace_dir
-from recon.io.sinogram_dir import GEOMETRY_FILE, read_sinogram_dir
+from recon.io.kspace_read import SIDECAR as KSPACE_SIDECAR
+from recon.io.kspace_read import read_kspace_dir
+from recon.io.sinogram_read import read_sinogram_dir
+from recon.io.sinogram_sidecar import GEOMETRY_FILE
 
 GROUND_TRUTH_KEY = "ground_truth"
 

@@ -59,7 +59,7 @@ def _versions(device: Any) -> dict[str, str]:
     import scipy
     import skimage
 
-    from recon.io.dicom_write import software_version
+    from recon.io.dicom_provenance import software_version
 
     v = {"recon": software_version(), "python": platform.python_version(), "platform": platform.platform()}
     for name, mod in (("torch", torch), ("numpy", np), ("scipy", scipy), ("skimage", skimage), ("astra", astra),

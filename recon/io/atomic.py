@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,13 @@ def atomic_save_png(path: str | Path, image: np.ndarray, *, vmin: float | None =
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def refuse_to_overwrite(paths: Iterable[Path]) -> None:
+    """The ``--overwrite`` check of every writer: :class:`InputError` naming the first of ``paths`` that exists."""
+    for p in paths:
+        if p.exists():
+            raise InputError(p, "output file already exists; use --overwrite to replace it")
 
 
 def remove_stale_partials(directory: str | Path) -> list[Path]:

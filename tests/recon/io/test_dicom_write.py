@@ -11,15 +11,11 @@ import pytest
 
 from recon.errors import InputError
 from recon.io import atomic
+from recon.io.dicom_identity import synthetic_identity
+from recon.io.dicom_provenance import provenance_description
 from recon.io.dicom_read import read_series
-from recon.io.dicom_write import (
-    choose_rescale,
-    provenance_description,
-    quantise,
-    synthetic_identity,
-    write_series,
-    write_std_series,
-)
+from recon.io.dicom_rescale import choose_rescale, quantise
+from recon.io.dicom_write import write_series, write_std_series
 
 from ._dicom_helpers import make_ct_series
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from recon.errors import InputError
-from recon.io.kspace_dir import read_cfl, read_kspace_dir, write_cfl, write_kspace_dir
+from recon.io.bart_cfl import read_cfl, write_cfl
+from recon.io.kspace_read import read_kspace_dir
+from recon.io.kspace_write import write_kspace_dir
 
 
 def _kspace(n=2, c=3, h=8, w=10, seed=0):

@@ -11,7 +11,8 @@ import torch
 
 from operators.noise import COUNT_FLOOR, counts_to_line_integrals
 from recon.errors import InputError
-from recon.io.sinogram_dir import read_sinogram_dir, write_sinogram_dir
+from recon.io.sinogram_read import read_sinogram_dir
+from recon.io.sinogram_write import write_sinogram_dir
 
 PARALLEL = {
     "type": "parallel",

@@ -1,0 +1,171 @@
+"""``geometry.json``, the sidecar of a sinogram directory: geometry and acquisition fields, validated.
+
+The geometric keys are exactly those of :mod:`operators.geometry`, whose ``from_dict`` validates
+them; ``angles`` is a list of radians or ``{"start", "stop", "count"}`` (stop excluded). The
+acquisition keys say what the data are: ``values`` (``"line_integrals"`` or ``"counts"``), and
+for counts ``i0`` (photons per reading above the dark level), ``dark``, ``flat`` (a number or a
+``.npy`` file name), ``min_counts`` (photon floor of the log transform), plus a free-form
+``noise`` record. The full format is in :mod:`recon.io.sinogram_read` and ``docs/file-formats.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from operators.geometry import geometry_from_dict
+from recon.errors import InputError
+from recon.io.sidecar import load_json_object
+
+log = logging.getLogger(__name__)
+
+GEOMETRY_FILE = "geometry.json"
+_GEOMETRY_KEYS = ("type", "image_size", "pixel_size_mm", "angles", "n_detectors", "detector_spacing_mm",
+                  "source_origin_mm", "origin_detector_mm")
+_ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts")
+_OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "units", "source",
+               "angles_rad", "image", "ground_truth", "simulation")
+
+
+def _number(
+    gpath: Path | None, d: Mapping[str, Any], key: str, *, positive: bool = False, allow_none: bool = True
+) -> float | None:
+    """Field ``key`` of ``d`` as a finite float (``> 0`` when ``positive``); None when absent and allowed."""
+    v = d.get(key)
+    if v is None:
+        if allow_none:
+            return None
+        raise InputError(gpath, f"missing field '{key}'")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise InputError(gpath, f"field '{key}' is {v!r}, expected a finite number")
+    if positive and v <= 0:
+        raise InputError(gpath, f"field '{key}' is {v!r}, expected a number > 0")
+    return float(v)
+
+
+def expand_angles(spec: Any, where: Path | None = None) -> list[float]:
+    """Angles in radians from a list or ``{"start", "stop", "count"}`` (stop excluded)."""
+    if isinstance(spec, Mapping):
+        missing = [k for k in ("start", "stop", "count") if k not in spec]
+        if missing:
+            raise InputError(where, f"field 'angles' lacks {', '.join(repr(m) for m in missing)} (expected start, stop, count)")
+        start, stop, count = spec["start"], spec["stop"], spec["count"]
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in (start, stop)):
+            raise InputError(where, "field 'angles': start and stop must be finite numbers (radians)")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InputError(where, f"field 'angles': count is {count!r}, expected an integer >= 1")
+        return [float(start + (stop - start) * k / count) for k in range(count)]
+    if isinstance(spec, (list, tuple)):
+        if not spec or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in spec):
+            raise InputError(where, "field 'angles' must be a non-empty list of finite numbers (radians)")
+        return [float(x) for x in spec]
+    raise InputError(where, f"field 'angles' is {type(spec).__name__}, expected a list of radians or {{start, stop, count}}")
+
+
+def validate_geometry(sidecar: Mapping[str, Any], where: Path | None = None) -> dict[str, Any]:
+    """Check the geometric part of a sidecar; return it canonicalised (angles as a list).
+
+    Accepts the aliases ``angles_rad`` (for ``angles``) and ``image: {size, pixel_size_mm}`` (for
+    ``image_size``/``pixel_size_mm``). Validation is delegated to
+    ``operators.geometry.geometry_from_dict`` so the rules match the operators exactly.
+
+    Raises:
+        InputError: naming ``where`` and the field at fault.
+    """
+    if not isinstance(sidecar, Mapping):
+        raise InputError(where, f"expected a JSON object, got {type(sidecar).__name__}")
+    d = dict(sidecar)
+    if "angles" not in d and "angles_rad" in d:
+        d["angles"] = d["angles_rad"]
+    if isinstance(d.get("image"), Mapping):
+        d.setdefault("image_size", d["image"].get("size"))
+        d.setdefault("pixel_size_mm", d["image"].get("pixel_size_mm"))
+    kind = d.get("type")
+    if kind not in ("parallel", "fan"):
+        problem = f"field 'type' is {kind!r}, expected" if "type" in d else "missing field 'type'"
+        raise InputError(where, f"{problem} 'parallel' or 'fan'" if "type" in d else f"{problem} ('parallel' or 'fan')")
+    required = ["image_size", "pixel_size_mm", "angles", "n_detectors", "detector_spacing_mm"]
+    if kind == "fan":
+        required += ["source_origin_mm", "origin_detector_mm"]
+    for key in required:
+        if d.get(key) is None:
+            raise InputError(where, f"missing field '{key}'")
+    ps = d["pixel_size_mm"]
+    if isinstance(ps, (list, tuple)):
+        if len(ps) != 2 or ps[0] != ps[1]:
+            raise InputError(where, f"field 'pixel_size_mm' is {ps!r}: only square pixels are supported")
+        d["pixel_size_mm"] = ps[0]
+    geo = {k: d[k] for k in _GEOMETRY_KEYS if k in d and (kind == "fan" or k not in ("source_origin_mm", "origin_detector_mm"))}
+    geo["angles"] = expand_angles(d["angles"], where)
+    for key in ("pixel_size_mm", "detector_spacing_mm", "source_origin_mm", "origin_detector_mm"):
+        if key in geo:
+            _number(where, geo, key, positive=key != "origin_detector_mm", allow_none=False)
+    if isinstance(geo["n_detectors"], bool) or not isinstance(geo["n_detectors"], int) or geo["n_detectors"] < 1:
+        raise InputError(where, f"field 'n_detectors' is {geo['n_detectors']!r}, expected an integer >= 1")
+    size = geo["image_size"]
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = [size, size]
+    if not (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size)
+    ):
+        raise InputError(where, f"field 'image_size' is {geo['image_size']!r}, expected [H, W] positive integers")
+    geo["image_size"] = [int(size[0]), int(size[1])]
+    try:
+        return geometry_from_dict(geo).to_dict()
+    except ValueError as e:
+        raise InputError(where, str(e)) from None
+
+
+def acquisition_fields(gpath: Path, sidecar: Mapping[str, Any]) -> dict[str, Any]:
+    """The acquisition keys of a sidecar, checked: ``values`` always, others only when given.
+
+    ``i0``, ``dark`` and ``min_counts`` become floats (photons); ``flat`` stays a file name or
+    becomes a float; ``noise`` is copied as is. Counts need ``i0`` or ``flat``.
+    """
+    values = sidecar.get("values", "line_integrals")
+    if values not in ("line_integrals", "counts"):
+        raise InputError(gpath, f"field 'values' is {values!r}, expected 'line_integrals' or 'counts'")
+    acq: dict[str, Any] = {"values": values}
+    i0 = _number(gpath, sidecar, "i0", positive=True)
+    dark = _number(gpath, sidecar, "dark")
+    if i0 is not None:
+        acq["i0"] = i0
+    if dark is not None:
+        acq["dark"] = dark
+    flat = sidecar.get("flat")
+    if flat is not None:
+        if isinstance(flat, str):
+            acq["flat"] = flat  # a file name, resolved when reading
+        else:
+            acq["flat"] = _number(gpath, sidecar, "flat", positive=True)
+    if values == "counts" and i0 is None and flat is None:
+        raise InputError(gpath, "values are 'counts' but neither 'i0' nor 'flat' is given")
+    if "noise" in sidecar:
+        acq["noise"] = sidecar["noise"]
+    if "min_counts" in sidecar:
+        acq["min_counts"] = _number(gpath, sidecar, "min_counts", positive=True)
+    return acq
+
+
+def read_geometry_sidecar(root: Path) -> tuple[Path, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Parse and check ``root/geometry.json``.
+
+    Returns:
+        ``(path, sidecar, geometry, acquisition)``: the file, its parsed object, the canonical
+        geometry (:func:`validate_geometry`) and the acquisition fields (:func:`acquisition_fields`).
+        Fields that no reader uses are kept in ``sidecar`` and logged as a warning.
+    """
+    gpath = root / GEOMETRY_FILE
+    sidecar = load_json_object(gpath, "geometry.json sidecar")
+    geometry = validate_geometry(sidecar, gpath)
+    acq = acquisition_fields(gpath, sidecar)
+    unknown = sorted(set(sidecar) - set(_GEOMETRY_KEYS) - set(_ACQ_KEYS) - set(_OTHER_KEYS))
+    if unknown:
+        # Kept (they may be provenance), but a misspelt optional key would otherwise go unnoticed.
+        log.warning("%s: fields not used by the reader: %s", gpath, ", ".join(unknown))
+    return gpath, sidecar, geometry, acq
