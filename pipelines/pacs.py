@@ -3,7 +3,8 @@
 The server comes from ``--pacs`` (a DICOMweb base URL or ``host:port:AET``, never with
 credentials), ``RECON_PACS_URL``, ``RECON_PACS_DIMSE`` or ``~/.config/recon/pacs.toml`` (see
 :mod:`recon.io.pacs.config`). Studies are shown by their hash label, UID, date, modalities and
-counts; patient names, IDs, birth dates and accession numbers are never printed.
+counts; patient names, IDs, birth dates and accession numbers are never printed. The PACS
+libraries are imported when an action runs, not when the command line is built.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pathlib import Path
 
 from pipelines.pacs_options import progress_bar, pull_into
 from recon.errors import InputError
-from recon.io.pacs import Deidentifier, find_study, load_key, open_client, push_files, resolve_config
 
 __all__ = ["register", "run"]
 
@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _find(args: argparse.Namespace) -> int:
+    from recon.io.pacs import find_study, open_client, resolve_config
+
     with open_client(resolve_config(args.pacs)) as client:
         if args.study is not None:
             studies = [find_study(client, args.study)]
@@ -92,6 +94,8 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _push(args: argparse.Namespace) -> int:
+    from recon.io.pacs import Deidentifier, load_key, open_client, push_files, resolve_config
+
     if args.deid_map is not None and not args.deidentify:
         raise InputError(args.deid_map, "--deid-map needs --deidentify")
     deid = Deidentifier(load_key(), record=args.deid_map is not None) if args.deidentify else None

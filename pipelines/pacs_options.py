@@ -19,26 +19,15 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import pydicom
+from typing import TYPE_CHECKING
 
 from recon.errors import InputError
-from recon.io.pacs import (
-    Deidentifier,
-    PacsClient,
-    PushResult,
-    StudyInfo,
-    dicom_files,
-    find_study,
-    load_key,
-    open_client,
-    pull_study,
-    push_files,
-    read_manifest,
-    resolve_config,
-    study_label,
-)
-from recon.io.pacs.errors import PacsError
+
+if TYPE_CHECKING:
+    from recon.io.pacs import PacsClient, PushResult, StudyInfo
+
+# The PACS libraries (pynetdicom, dicomweb-client, dicom-anonymizer) are imported by the functions
+# that talk to a PACS, so the commands that take these options start without loading them.
 
 __all__ = ["add_pacs_options", "resolve_input", "pull_into", "push_outputs", "cache_dir", "progress_bar", "ENV_CACHE"]
 
@@ -91,6 +80,8 @@ def pull_into(key: str, out: Path | None = None, *, server: str | None = None, d
               deid_map: Path | None = None, progress: bool = True) -> Path:
     """Pull the study ``key`` into ``out`` (default: the cache folder named by the study's label),
     resuming or reusing what is there; returns the folder."""
+    from recon.io.pacs import Deidentifier, find_study, load_key, open_client, pull_study, resolve_config, study_label
+
     if deid_map is not None and not deidentify:
         raise InputError(deid_map, "--deid-map needs --deidentify")
     deid = Deidentifier(load_key(), record=deid_map is not None) if deidentify else None
@@ -107,6 +98,8 @@ def pull_into(key: str, out: Path | None = None, *, server: str | None = None, d
 
 
 def _say_pulled(client: PacsClient, study: StudyInfo, folder: Path) -> None:
+    from recon.io.pacs import read_manifest
+
     manifest = read_manifest(folder) or {}
     series = manifest.get("series", [])
     print(f"pulled {manifest.get('study', study.label)} ({manifest.get('instances', '?')} instances, "
@@ -121,10 +114,10 @@ def resolve_input(args: argparse.Namespace, given: Path | None, *, series_uid: s
     """
     key = getattr(args, "from_pacs", None)
     if key is None:
+        if getattr(args, "deidentify", False) or getattr(args, "deid_map", None) is not None:
+            raise InputError(given, "--deidentify applies to --from-pacs; export a folder with 'recon pacs push --deidentify'")
         if given is None:
             raise InputError(None, "give a DICOM folder or --from-pacs STUDY")
-        if getattr(args, "deidentify", False):
-            raise InputError(given, "--deidentify applies to --from-pacs; export a folder with 'recon pacs push --deidentify'")
         return given
     if given is not None:
         raise InputError(given, "give a DICOM folder or --from-pacs, not both")
@@ -134,6 +127,8 @@ def resolve_input(args: argparse.Namespace, given: Path | None, *, series_uid: s
 
 
 def _series_folder(folder: Path, series_uid: str | None, modality: str | None) -> Path:
+    from recon.io.pacs import read_manifest
+
     manifest = read_manifest(folder) or {}
     series = manifest.get("series", [])
     if series_uid is not None:
@@ -158,6 +153,9 @@ def push_outputs(args: argparse.Namespace, folders: Sequence[Path], *, progress:
     """
     if not getattr(args, "push", False):
         return []
+    from recon.io.pacs import open_client, push_files, resolve_config, study_label
+    from recon.io.pacs.errors import PacsError
+
     present = [Path(f) for f in folders if Path(f).is_dir() and any(Path(f).iterdir())]
     if not present:
         raise InputError(folders[0] if folders else None, "nothing to push: no derived DICOM series was written")
@@ -182,6 +180,10 @@ def push_outputs(args: argparse.Namespace, folders: Sequence[Path], *, progress:
 
 def _study_and_references(folder: Path) -> tuple[str, set[str]]:
     """The one StudyInstanceUID of the files in ``folder`` and the SOP Instance UIDs they reference."""
+    import pydicom
+
+    from recon.io.pacs import dicom_files
+
     studies: set[str] = set()
     referenced: set[str] = set()
     for f in dicom_files([folder]):

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.pacs_options import add_pacs_options, resolve_input
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npy, ensure_output_dir
 from recon.io.dicom_read import Series, read_series
@@ -217,7 +218,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="simulate reduced-dose sinograms or undersampled k-space from a DICOM series",
         description="Simulate a reduced-dose CT or undersampled MR acquisition from a DICOM series.",
     )
-    p.add_argument("dicom_dir", type=Path, help="directory holding one CT or MR DICOM series")
+    p.add_argument("dicom_dir", type=Path, nargs="?", default=None,
+                   help="directory holding one CT or MR DICOM series (or --from-pacs STUDY)")
     p.add_argument("--modality", choices=("ct", "mr"), required=True)
     p.add_argument("--out", type=Path, required=True, help="output measurement directory")
     p.add_argument("--size", type=int, default=256, help="reconstruction grid (pixels per side)")
@@ -237,6 +239,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mr.add_argument("--center-fraction", type=float, default=0.08, help="fully sampled centre fraction")
     mr.add_argument("--coils", type=int, default=1, help="simulated receive coils")
     mr.add_argument("--noise-std", type=float, default=0.0, help="k-space noise std relative to max |k|")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (PACS transfers)")
+    add_pacs_options(p, push=False)
     p.set_defaults(func=run)
 
 
@@ -281,12 +285,13 @@ def write_mr_study(series: Series, sim: MRSimulation, out: Path, source: Path) -
 
 
 def run(args: argparse.Namespace) -> int:
-    out, source = Path(args.out), Path(args.dicom_dir)
+    out = Path(args.out)
     # check the output before any work, so that a bad path costs nothing
     if out.exists() and not out.is_dir():
         raise InputError(out, "output path exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise InputError(out, "output directory is not empty; pass --overwrite to replace it")
+    source = resolve_input(args, args.dicom_dir, series_uid=args.series_uid)
     series = read_series(source, series_uid=args.series_uid)
     if series.modality != args.modality.upper():
         raise InputError(source, f"series modality is {series.modality}, but --modality {args.modality} was given")

@@ -9,6 +9,7 @@ from pathlib import Path
 from pipelines.benchmark.grid import DEFAULT_CT_METHODS, DEFAULT_MR_METHODS, DEFAULT_PSNR_LEVELS, DEFAULT_SSIM_LEVELS
 from pipelines.benchmark.layout import HTML_FILE
 from pipelines.benchmark.runner import run_benchmark
+from pipelines.pacs_options import add_pacs_options, resolve_input
 from pipelines.sampler_options import add_set_argument, parse_options
 from pipelines.simulate import FULL_DOSE_I0
 from priors.precision import add_precision_argument
@@ -49,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Resumable: rerun the same command after an interruption."
         ),
     )
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
-                   help="DICOM series directory (MR: also a NIfTI volume or a directory of them)")
+    p.add_argument("inputs", nargs="*", type=Path, metavar="INPUT",
+                   help="DICOM series directory (MR: also a NIfTI volume or a directory of them); or --from-pacs STUDY")
     p.add_argument("--modality", choices=("ct", "mr"), required=True)
     p.add_argument("--out", type=Path, required=True, help="report directory")
     p.add_argument("--methods", type=_names, default=None,
@@ -88,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="SSIM levels of the summary table (default 0.8,0.9)")
     p.add_argument("--overwrite", action="store_true", help="replace a report directory that holds another benchmark")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_pacs_options(p, push=False)
     p.set_defaults(func=run)
 
 
@@ -95,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
     """Run ``recon benchmark`` from parsed arguments; prints the headline and the report path."""
     methods = args.methods or _names(DEFAULT_CT_METHODS if args.modality == "ct" else DEFAULT_MR_METHODS)
     t0 = time.perf_counter()
+    inputs = list(args.inputs)
+    if args.from_pacs is not None or args.deidentify or not inputs:
+        inputs.append(resolve_input(args, None))
     result = run_benchmark(
-        args.inputs, args.out, modality=args.modality, methods=methods, views=args.views, doses=args.dose,
+        inputs, args.out, modality=args.modality, methods=methods, views=args.views, doses=args.dose,
         accels=args.accel, masks=args.mask, geometry=args.geometry, i0=args.i0,
         center_fraction=args.center_fraction, coils=args.coils, nfe=args.nfe, samples=args.samples, seed=args.seed,
         prior=args.prior, device=args.device, precision=args.precision, options=parse_options(args.options),

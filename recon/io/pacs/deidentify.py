@@ -6,7 +6,7 @@ profile's Table E.1-1 as shipped by ``dicom-anonymizer`` (Kitware; the table of 
 of the standard), applied to the dataset and to every nested sequence item; private attributes are
 removed. Three actions are replaced so that the result stays useful:
 
-* **UIDs** (U) are remapped with a keyed hash, ``2.25.<SHA-512(key, UID)>``: the same source UID
+* **UIDs** (U) are remapped with a keyed hash, ``2.25.<HMAC-SHA-256(key, UID) as a UUID>``: the same source UID
   always gets the same new UID, so the instances of a study keep their study, series, frame of
   reference and source-image references to each other, and a rerun (or a resumed pull) writes the
   same files;
@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,6 @@ from dicomanonymizer.simpledicomanonymizer import initialize_actions
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.uid import generate_uid
 
 from recon.errors import InputError
 from recon.io.atomic import atomic_write_json
@@ -101,7 +101,8 @@ class Deidentifier:
         old = str(old)
         if not old:
             return old
-        new = str(generate_uid(prefix=None, entropy_srcs=[self._key.hex(), old]))
+        # a name-based UUID (RFC 4122 layout) of the keyed digest, as a 2.25 UID (PS3.5 B.2)
+        new = f"2.25.{uuid.UUID(bytes=self._digest('uid', old)[:16], version=5).int}"
         if self._record:
             self._uids[old] = new
         return new
