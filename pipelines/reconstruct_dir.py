@@ -5,7 +5,8 @@ Output layout::
     OUT_DIR/
       dicom/IM0001.dcm ...      the reconstruction (CT: HU; MR: magnitude)
       dicom_std/STD0001.dcm ... pixel-wise posterior std (only with --samples > 1)
-      preview.png               a few slices (and their std) side by side
+      preview.png               a few slices (and their std) side by side; for a volume, axial,
+                                coronal and sagittal reformats beside the classical start image
       report.json               per slice: seconds, NFE, data residual (and PSNR/SSIM when the
                                 study carries ground truth); settings, seed, versions
       .slices/slice_0000.npz    finished slices; what makes an interrupted run resumable
@@ -14,6 +15,10 @@ Output layout::
 Every file is written under a temporary name and renamed when complete. Run the same command
 again after an interruption and only the missing slices are reconstructed; a directory that
 belongs to different settings, or a finished one, is only replaced with ``--overwrite``.
+
+A contiguous, regularly spaced stack is reconstructed as a volume by default (slices coupled
+along z, in overlapping chunks: :mod:`pipelines.volume_plan`); ``--no-volume`` reconstructs every
+slice on its own. The report says which and why.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.plots import CT_DISPLAY_WINDOW
+from pipelines.previews import slice_preview, volume_preview
 from pipelines.sampler_options import add_set_argument, parse_options
 from pipelines.studies import Study, load_study
+from pipelines.volume_plan import DEFAULT_CHUNK, VolumePlan, plan_volume, volume_chunks
 from priors.precision import add_precision_argument
 from recon.api import DEFAULT_NFE, DEFAULT_SAMPLES, check_options, reconstruct, resolve_init
 from recon.errors import InputError
@@ -40,7 +48,6 @@ STATE_FILE = "state.json"
 REPORT_FILE = "report.json"
 PREVIEW_FILE = "preview.png"
 SLICES_DIR = ".slices"
-CT_WINDOW = (40.0, 400.0)  # soft-tissue display window (center, width) in HU
 
 
 def run_settings(*, method: str | None, sampler: str, prior: str, nfe: int, samples: int, seed: int,
@@ -120,9 +127,13 @@ def reconstruct_directory(
     overwrite: bool = False,
     progress: bool = True,
     options: dict[str, Any] | None = None,
+    volume: bool | None = None,
+    chunk: int = DEFAULT_CHUNK,
 ) -> dict[str, Any]:
     """Reconstruct every slice of a measurement directory and write DICOM, preview and report.
 
+    ``volume``: True / False force volume or slice-wise mode, None decides from the study
+    (:func:`pipelines.volume_plan.plan_volume`); ``chunk``: slices per volume chunk.
     Returns the report (also written to ``report.json``).
     """
     from tqdm import tqdm
@@ -136,6 +147,8 @@ def reconstruct_directory(
     settings = run_settings(method=method, sampler=sampler, prior=prior, nfe=nfe, samples=samples, seed=seed,
                             precision=precision, options=dict(options or {}))
     check_options(method or sampler, dict(options or {}))  # before anything is written
+    plan = plan_volume(study, volume, method or sampler, chunk=chunk)
+    settings["volume"] = plan.to_dict()
     if method is None:
         # the warm start actually used, so the report and the DICOM provenance name it
         settings["init"] = resolve_init((options or {}).get("init", "auto"), study.modality)
@@ -147,28 +160,42 @@ def reconstruct_directory(
     pending = [i for i in range(study.n_slices) if not _slice_path(out, i).is_file()]
     done_before = study.n_slices - len(pending)
     bar = tqdm(total=study.n_slices, initial=done_before, unit="slice", disable=not progress, desc="reconstruct")
-    for idx in study.batches(pending, batch):
-        op = study.operator_for(idx)
-        y = study.measurements[idx]
-        noise_std = None if study.noise_variance is None else study.noise_variance[idx].sqrt()
-        # the seed of a batch follows from its first slice, so a resumed run draws what an
-        # uninterrupted run with the same --batch would have drawn
+    for run_idx, keep in _work_units(study, plan, pending, batch):
+        y = study.measurements[run_idx]
+        noise_std = None if study.noise_variance is None else study.noise_variance[run_idx].sqrt()
+        # the seed of a batch (chunk) follows from its first kept slice, so a resumed run draws what
+        # an uninterrupted run with the same --batch (chunking) would have drawn
         result = reconstruct(
-            y, op, the_prior, sampler=sampler, method=method, nfe=nfe, samples=samples,
-            seed=seed + idx[0], device=dev, noise_std=noise_std, precision=precision, **(options or {}),
+            y, study.operator_for(run_idx), the_prior, sampler=sampler, method=method, nfe=nfe, samples=samples,
+            seed=seed + keep[0], device=dev, noise_std=noise_std, precision=precision, volume=plan.on,
+            slice_spacing_mm=plan.slice_spacing_mm, **(options or {}),
         )
-        per_slice = result.seconds / len(idx)
-        for j, i in enumerate(idx):
+        per_slice = result.seconds / len(run_idx)
+        for i in keep:
+            if _slice_path(out, i).is_file():
+                continue  # written before an interruption; the chunk's seed makes it identical
+            j = run_idx.index(i)
             mean = _magnitude(result.mean[j, 0])
             std = result.std[j, 0].abs().cpu().numpy() if result.std is not None else np.zeros_like(mean)
+            start = np.full_like(mean, np.nan) if result.start is None else _magnitude(result.start[j, 0])
             atomic_save_npz(
                 _slice_path(out, i), mean=mean.astype(np.float32), std=std.astype(np.float32),
-                seconds=np.float64(per_slice), nfe=np.int64(result.nfe),
+                start=start.astype(np.float32), seconds=np.float64(per_slice), nfe=np.int64(result.nfe),
                 residual=np.float64(float(result.residual[j])),
             )
             bar.update(1)
     bar.close()
     return finish(out, study, settings, method or sampler, the_prior)
+
+
+def _work_units(study: Study, plan: VolumePlan, pending: list[int], batch: int) -> list[tuple[list[int], list[int]]]:
+    """``[(slices reconstructed together, slices written)]`` still to do: volume chunks with a
+    pending slice, or batches of pending slices that share an operator."""
+    if plan.on:
+        todo = set(pending)
+        return [(run, keep) for run, keep in volume_chunks(study.n_slices, plan.chunk, plan.overlap)
+                if todo.intersection(keep)]
+    return [(idx, idx) for idx in study.batches(pending, batch)]
 
 
 def _magnitude(x: torch.Tensor) -> np.ndarray:
@@ -196,7 +223,7 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
     if prior is not None:
         extra["prior"] = settings.get("prior")
     geometry = {} if reference is not None else {"pixel_spacing_mm": study.pixel_spacing_mm}
-    window = CT_WINDOW if modality == "CT" else None
+    window = CT_DISPLAY_WINDOW if modality == "CT" else None
     write_series(
         mean, out / "dicom", modality=modality, reference=reference, identity=study.identity, extra=extra,
         window=window, overwrite=True, **geometry,
@@ -205,7 +232,7 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
     if wrote_std:
         write_std_series(std, out / "dicom_std", modality=modality, reference=reference, identity=study.identity,
                          extra=extra, overwrite=True, **geometry)
-    _preview(out / PREVIEW_FILE, mean, std if wrote_std else None, modality)
+    _write_preview(out / PREVIEW_FILE, study, settings, slices, mean, std if wrote_std else None)
     per_slice = []
     for i, s in enumerate(slices):
         row = {"slice": study.slice_names[i] if i < len(study.slice_names) else str(i),
@@ -233,38 +260,26 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
     return report
 
 
+def _write_preview(path: Path, study: Study, settings: dict[str, Any], slices: list, mean: np.ndarray,
+                   std: np.ndarray | None) -> None:
+    """Reformats beside the classical start image for a volume, a few slices otherwise."""
+    plan = settings.get("volume") or {}
+    if not plan.get("on"):
+        slice_preview(path, mean, std, study.modality)
+        return
+    rows = {settings["method"]: mean}
+    start = np.stack([s["start"] for s in slices]) if all("start" in s for s in slices) else None
+    if start is not None and np.isfinite(start).all():
+        rows = {f"start ({settings.get('init') or 'classical'})": start, **rows}
+    volume_preview(path, rows, study.modality, slice_spacing_mm=plan["slice_spacing_mm"],
+                   pixel_spacing_mm=study.pixel_spacing_mm[0])
+
+
 def _metrics(x: np.ndarray, ref: np.ndarray, modality: str) -> dict[str, float]:
     from recon.metrics import ct_metrics, mr_metrics
 
     m = ct_metrics(x, ref) if modality == "ct" else mr_metrics(x, ref)
     return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in m.items()}
-
-
-def _preview(path: Path, mean: np.ndarray, std: np.ndarray | None, modality: str) -> None:
-    """Up to four evenly spread slices (and their std maps) in one PNG."""
-    from pipelines.plots import pyplot, save_png
-
-    plt = pyplot()
-
-    n = mean.shape[0]
-    picks = sorted(set(np.linspace(0, n - 1, min(4, n)).round().astype(int).tolist()))
-    rows = 2 if std is not None else 1
-    fig, axes = plt.subplots(rows, len(picks), figsize=(3 * len(picks), 3 * rows), squeeze=False)
-    if modality == "CT":
-        c, w = CT_WINDOW
-        vmin, vmax = c - w / 2, c + w / 2
-    else:
-        vmin, vmax = 0.0, float(np.percentile(mean, 99.5))
-    for col, i in enumerate(picks):
-        axes[0, col].imshow(mean[i], cmap="gray", vmin=vmin, vmax=vmax)
-        axes[0, col].set_title(f"slice {i}")
-        if std is not None:
-            axes[1, col].imshow(std[i], cmap="magma")
-            axes[1, col].set_title("posterior std")
-    for ax in axes.ravel():
-        ax.axis("off")
-    fig.tight_layout()
-    save_png(fig, path, dpi=80)
 
 
 # --------------------------------------------------------------------------------------- CLI
@@ -283,7 +298,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--nfe", type=int, default=DEFAULT_NFE, help=f"network evaluations per sample (default {DEFAULT_NFE})")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                    help=f"posterior samples averaged per slice; > 1 writes a std series (default {DEFAULT_SAMPLES})")
-    p.add_argument("--batch", type=int, default=4, help="slices reconstructed together")
+    p.add_argument("--batch", type=int, default=4, help="slices reconstructed together (slice-wise mode)")
+    vol = p.add_mutually_exclusive_group()
+    vol.add_argument("--volume", dest="volume", action="store_true", default=None,
+                     help="couple neighbouring slices (default: on for a contiguous, regularly spaced stack)")
+    vol.add_argument("--no-volume", dest="volume", action="store_false", help="reconstruct every slice on its own")
+    p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
+                   help=f"slices per volume chunk; bounds memory (default {DEFAULT_CHUNK})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     add_precision_argument(p)
@@ -300,7 +321,7 @@ def run(args: argparse.Namespace) -> int:
         args.input_dir, args.out, method=args.method, prior=args.prior, sampler=args.sampler, nfe=args.nfe,
         samples=args.samples, seed=args.seed, batch=args.batch, device=args.device, precision=args.precision,
         overwrite=args.overwrite, options=parse_options(args.options),
-        progress=not args.no_progress,
+        progress=not args.no_progress, volume=args.volume, chunk=args.chunk,
     )
     line = f"reconstructed {report['n_slices']} slices in {report['seconds_total']:.1f} s -> {args.out}"
     if "mean_psnr" in report:

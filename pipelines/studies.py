@@ -43,6 +43,9 @@ class Study:
             was simulated, else None.
         pixel_spacing_mm: reconstruction pixel spacing (row, col).
         path: the directory.
+        slice_spacing_mm: the step between neighbouring slices (mm) when they form one contiguous,
+            regularly spaced stack (declared as ``slice_spacing_mm`` in the sidecar, or read from
+            the reference series' positions), else None: the slices are then independent.
     """
 
     modality: str
@@ -57,6 +60,7 @@ class Study:
     pixel_spacing_mm: tuple[float, float]
     path: Path
     description: dict[str, Any] = field(default_factory=dict)
+    slice_spacing_mm: float | None = None
 
     @property
     def n_slices(self) -> int:
@@ -92,6 +96,35 @@ def load_study(path: str | Path) -> Study:
     ):
         raise InputError(path, f"neither {GEOMETRY_FILE} (sinograms) nor {KSPACE_SIDECAR} / k-space data found")
     return _mr_study(path)
+
+
+#: Slices further apart than this (mm) are not treated as one volume: neighbours share too little.
+MAX_VOLUME_SPACING_MM = 5.0
+
+
+def stack_spacing(declared: Any, reference: Path | None, n_slices: int) -> float | None:
+    """The slice step (mm) of a contiguous, regularly spaced stack of ``n_slices``, or None.
+
+    ``declared`` (the sidecar's ``slice_spacing_mm``) wins; otherwise the reference DICOM series
+    must hold the same number of slices with known, uniform positions.
+    """
+    from recon.io.dicom_read import read_series
+
+    if n_slices < 2:
+        return None
+    if declared is not None:
+        spacing = float(declared)
+    else:
+        if reference is None:
+            return None
+        try:
+            series = read_series(reference)
+        except InputError:
+            return None  # moved or deleted: no geometry to rely on
+        if series.n_slices != n_slices or not series.geometry_known or not series.uniform_spacing:
+            return None
+        spacing = abs(float(series.slice_spacing_mm or 0.0))
+    return spacing if 0.0 < spacing <= MAX_VOLUME_SPACING_MM else None
 
 
 def _ground_truth(path: Path, extra: dict[str, Any], n: int) -> np.ndarray | None:
@@ -141,6 +174,7 @@ def _ct_study(path: Path) -> Study:
         pixel_spacing_mm=(px, px),
         path=path,
         description={"type": geometry.kind, "views": geometry.n_angles, "i0": i0},
+        slice_spacing_mm=stack_spacing(study.sidecar.get("slice_spacing_mm"), study.reference, study.n_slices),
     )
 
 
@@ -196,4 +230,5 @@ def _mr_study(path: Path) -> Study:
         pixel_spacing_mm=(float(spacing[0]), float(spacing[1])),
         path=root,
         description={"coils": study.n_coils, "acceleration": round(study.acceleration, 3)},
+        slice_spacing_mm=stack_spacing(study.meta.get("slice_spacing_mm"), study.reference, study.n_slices),
     )

@@ -34,8 +34,8 @@ from priors.precision import network_precision, resolve_precision
 from recon.samplers import SAMPLERS
 from recon.samplers.common import NormalizedProblem, counting_denoiser_calls, normalize_problem, relative_residual
 
-__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "DEFAULT_NFE", "DEFAULT_SAMPLES", "available_methods",
-           "check_options", "method_options", "resolve_init"]
+__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "DEFAULT_NFE", "DEFAULT_SAMPLES", "VOLUME_METHODS",
+           "Z_PRECISION_1MM", "available_methods", "check_options", "method_options", "resolve_init"]
 
 #: Default ``sigma_max`` (normalised units: the CT window's 3072 HU, the MR slice's 99.9th percentile)
 #: of a warm-started sampler (``init=``): high enough to remove the classical method's artefacts, low
@@ -49,6 +49,14 @@ INIT_SIGMA_MAX = 0.2
 #: spread of the samples gives the std series (measurements: ``benchmarks/sampler-settings.md``).
 DEFAULT_NFE = 50
 DEFAULT_SAMPLES = 1
+
+#: Methods with a volume form (``reconstruct(..., volume=True)``): slices coupled along z.
+VOLUME_METHODS = ("dds",)
+
+#: Precision (normalised units^-2) of the Gaussian prior on the difference of two slices 1 mm
+#: apart that couples a volume's slices in DDS: the difference's std grows with the spacing, so
+#: ``z_precision = Z_PRECISION_1MM / spacing_mm^2`` (benchmarks/sampler-settings.md).
+Z_PRECISION_1MM = 1.0e3
 
 #: The warm start ``init="auto"`` (the default) uses for each operator kind.
 AUTO_INIT = {"ct": "tv", "mr": "cs_tv"}
@@ -90,6 +98,8 @@ class Result:
         method: the sampler or classical method name.
         settings: everything needed to repeat the run (options, seed, schedule, normalisation).
         unit: physical unit of ``mean``/``std``/``samples`` (``"HU"``, ``"a.u."``, ...).
+        start: ``[B, C, H, W]`` the classical reconstruction a warm-started sampler began from, in
+            the same unit (magnitude for complex images); None for a cold start or a classical method.
     """
 
     mean: torch.Tensor
@@ -101,6 +111,7 @@ class Result:
     method: str
     settings: dict[str, Any] = field(default_factory=dict)
     unit: str = ""
+    start: torch.Tensor | None = None
 
 
 @dataclass
@@ -121,6 +132,8 @@ class _Request:
     device: torch.device
     t0: float
     options: dict[str, Any]
+    volume: bool = False
+    slice_spacing_mm: float | None = None
 
 
 def _scalar_or_desc(v) -> Any:
@@ -169,6 +182,8 @@ def reconstruct(
     i0: float | None = None,
     callback: Callable | None = None,
     precision: str = "auto",
+    volume: bool = False,
+    slice_spacing_mm: float | None = None,
     **options: Any,
 ) -> Result:
     """Reconstruct images from measurements with a posterior sampler or a classical method.
@@ -194,6 +209,12 @@ def reconstruct(
             device computes it natively - CPUs with AVX512-BF16/AMX, CUDA GPUs with bf16 - else
             float32), ``"fp32"`` or ``"bf16"`` (:mod:`priors.precision`). Data consistency and the
             returned images are float32 either way.
+        volume: the batch is one contiguous stack of slices (z along dimension 0): DDS couples
+            neighbouring slices in its data-consistency step (``z_precision``, see
+            :func:`recon.samplers.dds.sample`) and the warm start is the classical method in its
+            volume form (:data:`VOLUME_METHODS`). One slice is reconstructed as usual.
+        slice_spacing_mm: the step between the volume's slices; sets the default coupling
+            ``z_precision = Z_PRECISION_1MM / slice_spacing_mm^2``. Required with ``volume``.
         **options: passed to the sampler (e.g. ``eta``, ``cg_iters``, ``zeta``, ``lam``) or to the
             classical function (e.g. ``n_iter``, ``weight``). Samplers also take ``init``: the
             classical method whose reconstruction, diffused to ``sigma_max`` (default
@@ -217,6 +238,11 @@ def reconstruct(
         raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(available_methods())}")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
+    if volume:
+        if name not in VOLUME_METHODS:
+            raise ValueError(f"{name!r} has no volume form; use one of: {', '.join(VOLUME_METHODS)}")
+        if slice_spacing_mm is None or not slice_spacing_mm > 0:
+            raise ValueError(f"volume=True needs the slice spacing (slice_spacing_mm > 0), got {slice_spacing_mm!r}")
     dev = resolve_device(device)
     op = op.to(dev)
     y = _batched(y, op).to(dev)
@@ -229,7 +255,8 @@ def reconstruct(
         noise_std = _dose_noise_std(y, i0)
     check_options(name, options)
     req = _Request(name=name, y=y, op=op, prior=prior, modality=op_mod, noise_std=noise_std, i0=i0, device=dev,
-                   t0=t0, options=dict(options))
+                   t0=t0, options=dict(options), volume=bool(volume) and y.shape[0] > 1,
+                   slice_spacing_mm=slice_spacing_mm)
     if name in METHODS:
         return _classical(req)
     if prior is None:
@@ -243,7 +270,7 @@ def reconstruct(
 
 
 # arguments ``reconstruct`` supplies itself; the rest of a function's keyword arguments are options
-_SUPPLIED = {"prior", "op", "y", "nfe", "generator", "noise_std", "callback", "i0", "x_init"}
+_SUPPLIED = {"prior", "op", "y", "nfe", "generator", "noise_std", "callback", "i0", "x_init", "z_slices"}
 
 
 def method_options(name: str) -> list[str]:
@@ -300,12 +327,21 @@ def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Calla
     prior.to(req.device).eval()
     try:
         prob = normalize_problem(prior, op, y, req.noise_std, modality=req.modality, scale=options.pop("scale", None))
-        y_rep = prob.y.repeat_interleave(S, dim=0)
+        if req.volume:
+            # Each sample is a whole volume: items ordered sample-major so volumes are contiguous.
+            options.setdefault("z_precision", Z_PRECISION_1MM / float(req.slice_spacing_mm) ** 2)
+            options["z_slices"] = B
+
+        def replicate(t: torch.Tensor) -> torch.Tensor:
+            return t.repeat(S, *([1] * (t.ndim - 1))) if req.volume else t.repeat_interleave(S, dim=0)
+
+        y_rep = replicate(prob.y)
         ns = prob.noise_std
         if isinstance(ns, torch.Tensor) and ns.ndim == y.ndim and ns.shape[0] == B and B > 1:
-            ns = ns.repeat_interleave(S, dim=0)
+            ns = replicate(ns)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
-        x_init = None if init is None else _warm_start(init, req, prob).repeat_interleave(S, dim=0)
+        start = None if init is None else _warm_start(init, req, prob)
+        x_init = None if start is None else replicate(start)
         with counting_denoiser_calls(prior) as calls:
             x = SAMPLERS[req.name](prior, op, y_rep, nfe=nfe, generator=gen, noise_std=ns, callback=callback,
                                    x_init=x_init, **options)
@@ -313,7 +349,7 @@ def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Calla
         prior.train(was_training)
     with torch.no_grad():
         dom = tuple(op.domain_shape)
-        xs = x.reshape(B, S, *dom)
+        xs = x.reshape(S, B, *dom).transpose(0, 1) if req.volume else x.reshape(B, S, *dom)
         phys = prob.to_physical(xs)  # [B, S, C, H, W]; magnitude for complex images
         mean = phys.mean(dim=1)
         std = phys.std(dim=1) if S > 1 else torch.zeros_like(mean)
@@ -327,6 +363,8 @@ def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Calla
         "noise_std": _scalar_or_desc(req.noise_std),
         "options": {k: _scalar_or_desc(v) for k, v in options.items()},
         "init": init,
+        "volume": req.volume,
+        "slice_spacing_mm": req.slice_spacing_mm if req.volume else None,
         "prior": {"modality": getattr(prior, "modality", "any"),
                   "normalization": prior.normalization.to_dict()},
         "operator_modality": req.modality,
@@ -335,7 +373,8 @@ def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Calla
         "mu_water_per_mm": MU_WATER_PER_MM if req.modality == "ct" else None,
     }
     return Result(mean=mean, std=std, samples=phys, nfe=calls[0], seconds=time.perf_counter() - req.t0,
-                  residual=residual, method=req.name, settings=settings, unit=prob.unit)
+                  residual=residual, method=req.name, settings=settings, unit=prob.unit,
+                  start=None if start is None else prob.to_physical(start).detach())
 
 
 def _check_method_operator(name: str, op_mod: str | None) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["batch_dot", "batch_norm", "conjugate_gradient"]
+__all__ = ["batch_dot", "batch_norm", "conjugate_gradient", "z_laplacian"]
 
 
 def batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -107,3 +107,19 @@ def conjugate_gradient(
         rr = torch.where(ok, rr_new, rr)
         active = ok & (rr > thresh)
     return x
+
+
+def z_laplacian(x: torch.Tensor) -> torch.Tensor:
+    """``D_z^T D_z x`` for stacks of slices ``x [V, n, ...]`` (``V`` volumes of ``n`` contiguous slices).
+
+    ``D_z`` is the forward difference along dimension 1 with Neumann boundaries (``n - 1``
+    differences), so ``<x, z_laplacian(x)> = ||D_z x||^2 >= 0`` and the operator is symmetric
+    positive semi-definite with norm ``<= 4``; a stack that is constant along z is in its null space.
+    """
+    if x.shape[1] < 2:
+        return torch.zeros_like(x)
+    d = x[:, 1:] - x[:, :-1]  # [V, n - 1, ...]
+    out = torch.zeros_like(x)
+    out[:, :-1] -= d
+    out[:, 1:] += d
+    return out

@@ -31,7 +31,7 @@ import torch
 from operators import MU_WATER_PER_MM, LinearOperator, WrappedOperator
 from priors.base import Prior
 from priors.schedules import karras_sigmas
-from recon.linalg import batch_norm, conjugate_gradient
+from recon.linalg import batch_norm, conjugate_gradient, z_laplacian
 
 __all__ = [
     "Chain",
@@ -271,23 +271,46 @@ class DataTerm:
         n_iter: int = 5,
         y: torch.Tensor | None = None,
         tol: float | None = None,
+        z_precision: float = 0.0,
+        z_slices: int | None = None,
     ) -> torch.Tensor:
-        """A few CG iterations on ``(A^H W A + gamma I) x = A^H W y + gamma x0``, started at ``x0``.
+        """A few CG iterations on ``(A^H W A + gamma I + rho D_z^T D_z) x = A^H W y + gamma x0``,
+        started at ``x0``.
 
-        This minimises ``0.5 ||W^{1/2}(y - A x)||^2 + 0.5 gamma ||x - x0||^2``. With ``gamma = 0``
-        it is CG on the normal equations from ``x0``: each iteration adds one Krylov direction of
-        the data misfit to ``x0`` and, run to convergence, returns the data-consistent image
-        closest to ``x0``. ``y`` replaces the stored data (e.g. a noised copy), in the same units.
+        This minimises ``0.5 ||W^{1/2}(y - A x)||^2 + 0.5 gamma ||x - x0||^2 + 0.5 rho ||D_z x||^2``.
+        With ``gamma = rho = 0`` it is CG on the normal equations from ``x0``: each iteration adds one
+        Krylov direction of the data misfit to ``x0`` and, run to convergence, returns the
+        data-consistent image closest to ``x0``. ``y`` replaces the stored data (e.g. a noised copy),
+        in the same units.
+
+        ``z_precision`` (``rho``) couples neighbouring slices: the batch is read as volumes of
+        ``z_slices`` contiguous slices (default: the whole batch is one volume) and ``D_z`` is the
+        slice-to-slice difference within each volume (:func:`recon.linalg.z_laplacian`); ``rho`` is
+        the precision of a Gaussian prior on those differences (normalised units). CG then runs
+        per volume, not per slice.
         """
         A = self.weighted_op
         yy = self.y if y is None else y
         yw = yy if self.inv_std is None else yy * self.inv_std
         rhs = A.adjoint(yw)
         g = gamma if isinstance(gamma, torch.Tensor) else float(gamma)
-        if isinstance(g, float) and g == 0.0:
-            return conjugate_gradient(A.normal, rhs, x0, n_iter, tol)
-        rhs = rhs + g * x0
-        return conjugate_gradient(lambda v: A.normal(v) + g * v, rhs, x0, n_iter, tol)
+        no_gamma = isinstance(g, float) and g == 0.0
+        if not no_gamma:
+            rhs = rhs + g * x0
+        if z_precision <= 0.0:
+            return conjugate_gradient(A.normal if no_gamma else (lambda v: A.normal(v) + g * v), rhs, x0, n_iter, tol)
+        n = x0.shape[0] if z_slices is None else int(z_slices)
+        if n < 1 or x0.shape[0] % n:
+            raise ValueError(f"z_slices={n} does not divide the batch of {x0.shape[0]} slices")
+        stack = (x0.shape[0] // n, n, *x0.shape[1:])
+        rho = float(z_precision)
+
+        def normal(v: torch.Tensor) -> torch.Tensor:  # v: [V, n, ...]
+            flat = v.reshape(x0.shape)
+            out = A.normal(flat) if no_gamma else A.normal(flat) + g * flat
+            return out.reshape(stack) + rho * z_laplacian(v)
+
+        return conjugate_gradient(normal, rhs.reshape(stack), x0.reshape(stack), n_iter, tol).reshape(x0.shape)
 
 
 # --- what every sampler sets up ----------------------------------------------------------------------

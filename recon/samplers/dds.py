@@ -67,6 +67,8 @@ def sample(
     sigmas: torch.Tensor | None = None,
     x_init: torch.Tensor | None = None,
     cg_tol: float | None = None,
+    z_precision: float = 0.0,
+    z_slices: int | None = None,
 ) -> torch.Tensor:
     """Draw one posterior sample per batch item with DDS (Chung, Lee, Ye, ICLR 2024, Algorithm 1).
 
@@ -98,6 +100,12 @@ def sample(
             (Come-Closer-Diffuse-Faster; :func:`~recon.samplers.common.initial_state`). Pair it with
             a ``sigma_max`` well below the default.
         cg_tol: optional relative CG tolerance (early exit per item).
+        z_precision: couples neighbouring slices in the data-consistency step (DDS for volumes,
+            Chung, Lee, Ye 2024, Sec. 4.3, with a quadratic instead of a TV z-penalty): the batch is
+            read as volumes of ``z_slices`` contiguous slices (default: one volume) and the CG step
+            adds ``0.5 * z_precision * ||D_z x||^2`` (:meth:`~recon.samplers.common.DataTerm.solve`).
+            0 (default): every slice on its own.
+        z_slices: slices per volume when the batch holds several volumes (e.g. one per sample).
 
     Returns:
         ``[B, *op.domain_shape]`` sample in the normalised domain (complex for complex operators).
@@ -120,7 +128,7 @@ def sample(
             g = float(gamma_scale) / tweedie_variance(s, float(prior.sigma_data))
         else:
             g = 0.0
-        x0 = data.solve(x0_hat, gamma=g, n_iter=cg_iters, tol=cg_tol)
+        x0 = data.solve(x0_hat, gamma=g, n_iter=cg_iters, tol=cg_tol, z_precision=z_precision, z_slices=z_slices)
         if s_next == 0.0:
             x = x0
         else:

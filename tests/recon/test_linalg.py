@@ -98,3 +98,20 @@ def test_batch_dot_complex_is_real_euclidean():
 def test_cg_zero_iterations_returns_x0():
     x0 = torch.ones(2, 3)
     assert torch.equal(conjugate_gradient(lambda v: v, torch.zeros(2, 3), x0, n_iter=0), x0)
+
+
+def test_z_laplacian_is_dz_transpose_dz_and_psd():
+    from recon.linalg import z_laplacian
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 1, 3, 4, generator=g, dtype=torch.float64)  # 2 volumes of 5 slices
+    n = 5
+    D = torch.zeros(n - 1, n, dtype=torch.float64)
+    D[torch.arange(n - 1), torch.arange(n - 1)] = -1.0
+    D[torch.arange(n - 1), torch.arange(1, n)] = 1.0
+    expected = torch.einsum("ij,vj...->vi...", D.T @ D, x)
+    assert torch.allclose(z_laplacian(x), expected)
+    assert float((x * z_laplacian(x)).sum()) >= 0
+    constant = x[:, :1].expand_as(x).clone()
+    assert torch.allclose(z_laplacian(constant), torch.zeros_like(x))
+    assert torch.equal(z_laplacian(x[:, :1]), torch.zeros_like(x[:, :1]))
