@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from dicomanonymizer.simpledicomanonymizer import initialize_actions
+from dicomanonymizer.simpledicomanonymizer import delete_or_empty_or_replace_UID, initialize_actions
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -167,6 +167,8 @@ class Deidentifier:
                 vr = ""
             if vr == "UI":
                 rules[tag] = self._remap_uid
+            elif vr == "SQ" and action is delete_or_empty_or_replace_UID:
+                rules[tag] = _keep  # X/Z/U*: the sequence stays, the UIDs in its items are remapped below
             elif vr in ("DA", "DT", "TM"):
                 rules[tag] = _mark_date  # shifted in _shift_dates
             else:
@@ -220,7 +222,7 @@ class Deidentifier:
 
 
 def _keep(ds: Dataset, tag: Any) -> None:
-    """Set afterwards (pseudonym)."""
+    """Left to a later step (the pseudonym, the items of a reference sequence)."""
 
 
 def _mark_date(ds: Dataset, tag: Any) -> None:

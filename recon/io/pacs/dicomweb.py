@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,6 +30,9 @@ _STUDY_FIELDS = ("StudyDate", "StudyDescription", "ModalitiesInStudy", "NumberOf
 _SERIES_FIELDS = ("Modality", "SeriesNumber", "SeriesDescription", "NumberOfSeriesRelatedInstances")
 #: Instances sent per STOW-RS request.
 STORE_BATCH = 16
+#: QIDO-RS results per page, and the most pages read (a study of 500,000 instances).
+PAGE_SIZE = 1000
+MAX_PAGES = 500
 _LOOPBACK = ("localhost", "127.0.0.1", "::1")
 
 
@@ -64,8 +67,8 @@ class DicomWebPacs:
     # ------------------------------------------------------------------ search
     def find_studies(self, filters: Mapping[str, str]) -> list[StudyInfo]:
         with self._errors("search"):
-            found = self._client.search_for_studies(search_filters=dict(filters), fields=list(_STUDY_FIELDS),
-                                                    get_remaining=True)
+            found = _paged(lambda **page: self._client.search_for_studies(
+                search_filters=dict(filters), fields=list(_STUDY_FIELDS), **page), "0020000D")
         out = []
         for item in found:
             ds = _dataset(item)
@@ -78,8 +81,8 @@ class DicomWebPacs:
 
     def list_series(self, study_uid: str) -> list[SeriesInfo]:
         with self._errors("search", study_uid):
-            found = self._client.search_for_series(study_instance_uid=study_uid, fields=list(_SERIES_FIELDS),
-                                                   get_remaining=True)
+            found = _paged(lambda **page: self._client.search_for_series(
+                study_instance_uid=study_uid, fields=list(_SERIES_FIELDS), **page), "0020000E")
         out = []
         for item in found:
             ds = _dataset(item)
@@ -92,8 +95,8 @@ class DicomWebPacs:
 
     def list_instances(self, study_uid: str, series_uid: str | None = None) -> list[InstanceRef]:
         with self._errors("search", study_uid):
-            found = self._client.search_for_instances(study_instance_uid=study_uid, series_instance_uid=series_uid,
-                                                      fields=["SOPClassUID"], get_remaining=True)
+            found = _paged(lambda **page: self._client.search_for_instances(
+                study_instance_uid=study_uid, series_instance_uid=series_uid, fields=["SOPClassUID"], **page), "00080018")
         refs = []
         for item in found:
             ds = _dataset(item)
@@ -160,6 +163,27 @@ class DicomWebPacs:
             # a truncated multipart body or an undecodable part: the transfer did not complete
             raise TransferInterrupted(self.server, f"incomplete response during the {what} ({_reason(e)}); "
                                                    "run the same command again to resume") from None
+
+
+def _paged(search: Callable[..., list[dict[str, Any]]], key_tag: str) -> list[dict[str, Any]]:
+    """Every result of a QIDO-RS search, page by page with an explicit ``limit`` and ``offset``.
+
+    Servers differ in how they page (some ignore an offset without a limit), so pages are requested
+    with both, results are told apart by their UID and the loop ends on a short page or a page with
+    nothing new, and after :data:`MAX_PAGES` pages at most.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for n in range(MAX_PAGES):
+        page = search(limit=PAGE_SIZE, offset=n * PAGE_SIZE)
+        new = 0
+        for item in page:
+            key = str((item.get(key_tag) or {}).get("Value", [""])[0])
+            if key not in found:
+                found[key] = item
+                new += 1
+        if len(page) < PAGE_SIZE or new == 0:
+            break
+    return list(found.values())
 
 
 def _http_error(server: str, e: requests.exceptions.HTTPError, what: str, study_uid: str | None) -> PacsError:
