@@ -22,6 +22,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -75,10 +76,12 @@ class Orthanc:
     dicom_port: int
     scu_port: int
     root: Path
+    tls: bool = False
+    ca_file: Path | None = None
 
     @property
     def rest(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.http_port}"
 
     @property
     def dicomweb(self) -> str:
@@ -116,8 +119,10 @@ def _plugin() -> str | None:
     return next((p for p in PLUGIN_PLACES if Path(p).is_file()), None)
 
 
-@pytest.fixture(scope="session")
-def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+@contextlib.contextmanager
+def run_orthanc(root: Path, server: Orthanc, **extra: object) -> Iterator[Orthanc]:
+    """Start Orthanc for ``server`` with storage under ``root`` (``extra``: more configuration), wait
+    until its REST API answers, and stop it afterwards; skips the test with a reason when it cannot."""
     import requests
 
     binary, plugin = shutil.which("Orthanc"), _plugin()
@@ -125,8 +130,6 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
         pytest.skip("Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)")
     if plugin is None:
         pytest.skip("the Orthanc DICOMweb plugin is not installed (apt-get install orthanc-dicomweb)")
-    root = tmp_path_factory.mktemp("orthanc")
-    server = Orthanc(http_port=free_port(), dicom_port=free_port(), scu_port=free_port(), root=root)
     (root / "filter.lua").write_text(
         "function ReceivedInstanceFilter(dicom, origin, info)\n"
         "  local d = dicom.SeriesDescription\n"
@@ -141,31 +144,97 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
         "Plugins": [plugin], "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
         "DicomModalities": {"recon": [SCU_AET, "127.0.0.1", server.scu_port]},
         "DicomCheckCalledAet": True, "LuaScripts": [str(root / "filter.lua")], "StorageCompression": False,
-        "HttpTimeout": 10, "DicomScuTimeout": 10, "ConcurrentJobs": 1,
+        "HttpTimeout": 10, "DicomScuTimeout": 10, "ConcurrentJobs": 1, **extra,
     }
     (root / "orthanc.json").write_text(json.dumps(config))
-    log = open(root / "orthanc.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.skip(f"Orthanc exited at start (status {proc.returncode}); see {root / 'orthanc.log'}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(server.rest + "/system", auth=(USER, PASSWORD), timeout=1).ok:
-                    break
-            if time.monotonic() > deadline:
-                pytest.skip(f"Orthanc did not answer within 30 s; see {root / 'orthanc.log'}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        proc.terminate()
+    verify = str(server.ca_file) if server.ca_file else True
+    with open(root / "orthanc.log", "wb") as log:
+        proc = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
+                                preexec_fn=_die_with_parent)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            deadline = time.monotonic() + 30
+            while True:
+                if proc.poll() is not None:
+                    pytest.skip(f"Orthanc exited at start (status {proc.returncode}); see {root / 'orthanc.log'}")
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(server.rest + "/system", auth=(USER, PASSWORD), timeout=1, verify=verify).ok:
+                        break
+                if time.monotonic() > deadline:
+                    pytest.skip(f"Orthanc did not answer within 30 s; see {root / 'orthanc.log'}")
+                time.sleep(0.1)
+            yield server
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child: be killed when the test process dies, so no server outlives a killed run (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    root = tmp_path_factory.mktemp("orthanc")
+    with run_orthanc(root, Orthanc(http_port=free_port(), dicom_port=free_port(), scu_port=free_port(), root=root)) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def https_orthanc(orthanc: Orthanc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
+    """The server behind a TLS-terminating reverse proxy with a self-signed certificate for 127.0.0.1
+    (how Orthanc is usually deployed; Debian's Orthanc 1.10 crashes serving HTTPS itself)."""
+    import ssl
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: no certificate for the TLS server")
+    root = tmp_path_factory.mktemp("tls")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(root / "key.pem"), "-out",
+                    str(root / "cert.pem")], check=True, capture_output=True)
+
+    class Forward(BaseHTTPRequestHandler):
+        def _relay(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+            r = requests.request(self.command, orthanc.rest + self.path, data=body, headers=headers, timeout=10)
+            self.send_response(r.status_code)
+            for k, v in r.headers.items():
+                if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                    self.send_header(k, v)
+            self.send_header("Content-Length", str(len(r.content)))
+            self.end_headers()
+            self.wfile.write(r.content)
+
+        do_GET = do_POST = _relay
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(root / "cert.pem", root / "key.pem")
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Orthanc(http_port=int(httpd.server_address[1]), dicom_port=orthanc.dicom_port, scu_port=orthanc.scu_port,
+                      root=root, tls=True, ca_file=root / "cert.pem")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 @pytest.fixture

@@ -20,7 +20,15 @@ from recon.io.pacs import (
     resolve_config,
 )
 from recon.io.pacs.errors import PacsError
-from tests.pacs.conftest import IDENTITY, ORTHANC_AET, DroppingProxy, Orthanc, free_port, make_study, use_dimse
+from tests.pacs.conftest import (
+    IDENTITY,
+    ORTHANC_AET,
+    DroppingProxy,
+    Orthanc,
+    free_port,
+    make_study,
+    use_dimse,
+)
 
 
 def _one_line(err: BaseException) -> str:
@@ -132,3 +140,15 @@ def test_connection_dropped_mid_pull_keeps_complete_files_and_resumes(
         pull_study(client, study, dest)
     assert fetched == [len(files) - len(kept)]
     assert len(list(dest.rglob("*.dcm"))) == len(files) and not partial.exists()
+
+
+def test_https_is_verified_against_the_configured_ca(https_orthanc: Orthanc, uploaded: tuple[str, list[Path]],
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECON_PACS_URL", https_orthanc.dicomweb)
+    with open_client(resolve_config()) as client, pytest.raises(PacsRefused) as err:
+        find_study(client, uploaded[0])  # a self-signed certificate is not trusted by default
+    assert "TLS failed" in _one_line(err.value)
+    monkeypatch.setenv("RECON_PACS_CA_BUNDLE", str(https_orthanc.ca_file))
+    with open_client(resolve_config()) as client:
+        out = pull_study(client, find_study(client, uploaded[0]), tmp_path / "over-tls")
+    assert len(list(out.rglob("*.dcm"))) == len(uploaded[1])

@@ -3,7 +3,7 @@
 Built on ``dicomweb-client`` (the DICOMweb client of the Imaging Data Commons / highdicom
 authors), which speaks the three services over a ``requests`` session; the session carries basic
 authentication (from the environment, the config file or ``~/.netrc``) and TLS verification
-(``https://`` URLs, with the system trust store or the configured CA bundle).
+(``https://`` URLs: the configured CA bundle, else ``REQUESTS_CA_BUNDLE`` or the certifi store).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class DicomWebPacs:
         session = requests.Session()
         if config.username:
             session.auth = (config.username, config.password or "")
-        session.verify = str(config.ca_bundle) if config.ca_bundle else True
+        if config.ca_bundle:
+            session.mount("https://", _VerifyingAdapter(str(config.ca_bundle)))
         self._session = session
         self._client = DICOMwebClient(str(config.url), session=session, timeout=config.timeout)
         # one attempt per request: a failure is reported at once and the command resumes when rerun
@@ -163,6 +164,19 @@ class DicomWebPacs:
             # a truncated multipart body or an undecodable part: the transfer did not complete
             raise TransferInterrupted(self.server, f"incomplete response during the {what} ({_reason(e)}); "
                                                    "run the same command again to resume") from None
+
+
+class _VerifyingAdapter(requests.adapters.HTTPAdapter):
+    """Sends with the configured TLS trust. (``Session.verify`` alone loses to ``REQUESTS_CA_BUNDLE``
+    in the environment, which would silently replace the configured CA bundle.)"""
+
+    def __init__(self, verify: str):
+        super().__init__()
+        self._verify = verify
+
+    def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["verify"] = self._verify
+        return super().send(request, **kwargs)
 
 
 def _paged(search: Callable[..., list[dict[str, Any]]], key_tag: str) -> list[dict[str, Any]]:
