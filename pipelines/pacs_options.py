@@ -133,7 +133,8 @@ def _series_folder(folder: Path, series_uid: str | None, modality: str | None) -
     series = manifest.get("series", [])
     if series_uid is not None:
         if not (folder / series_uid).is_dir():
-            raise InputError(folder, f"series {series_uid} is not in {manifest.get('study', 'the study')}")
+            remapped = " (de-identified: series UIDs are new, see pacs-study.json)" if manifest.get("deidentified") else ""
+            raise InputError(folder, f"series {series_uid} is not in {manifest.get('study', 'the study')}{remapped}")
         return folder / series_uid
     if len(series) == 1:
         return folder / series[0]["series_uid"]

@@ -25,6 +25,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
+from recon.errors import InputError
 from recon.io.pacs.client import Sink
 from recon.io.pacs.config import PacsConfig
 from recon.io.pacs.errors import PacsError, PacsRefused, PacsUnreachable, TransferInterrupted
@@ -123,7 +124,7 @@ class DimsePacs:
             self._get(requests, classes, on_store)
         if errors:
             first = errors[0]
-            raise first if isinstance(first, PacsError) else TransferInterrupted(
+            raise first if isinstance(first, InputError) else TransferInterrupted(
                 self.server, f"could not keep a received instance ({first}); run the same command again to resume")
 
     def _get(self, requests: list[Dataset], classes: list[str], on_store: Any) -> None:
