@@ -4,10 +4,12 @@ Profile with the Retain Longitudinal Temporal Information with Modified Dates Op
 The attribute actions (D replace, Z empty, X remove, U new UID, and the combined ones) are the
 profile's Table E.1-1 as shipped by ``dicom-anonymizer`` (Kitware; the table of the 2026c edition
 of the standard), applied to the dataset and to every nested sequence item; private attributes are
-removed. Three actions are replaced so that the result stays useful:
+removed. (``dicognito`` pseudonymises names, IDs, UIDs and dates but does not follow the table;
+``deid`` needs a recipe written to the table by hand; pydicom has no profile of its own.)
+Three actions are replaced so that the result stays useful:
 
-* **UIDs** (U) are remapped with a keyed hash, ``2.25.<HMAC-SHA-256(key, UID) as a UUID>``: the same source UID
-  always gets the same new UID, so the instances of a study keep their study, series, frame of
+* **UIDs** (U) are remapped with a keyed hash, ``2.25.<HMAC-SHA-256(key, UID) as a UUID>``: the
+  same source UID always gets the same new UID, so the instances of a study keep their study, series, frame of
   reference and source-image references to each other, and a rerun (or a resumed pull) writes the
   same files;
 * **dates** (DA, DT) are shifted back by a per-patient offset of 1 to 10 years in whole days,
