@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines.sampler_options import add_estimator_arguments
 from priors.precision import add_precision_argument
 from priors.registry import bundled_data_dir
-from recon.api import DEFAULT_NFE
 from recon.errors import InputError
 
 SAMPLE_SERIES = ("sample", "ct")
@@ -31,8 +31,8 @@ def sample_study_dir() -> Path:
     return path
 
 
-def run_demo(out: Path, *, views: int, dose: float, nfe: int, overwrite: bool, device: str, progress: bool,
-             precision: str = "auto") -> dict:
+def run_demo(out: Path, *, views: int, dose: float, nfe: int | None, overwrite: bool, device: str, progress: bool,
+             precision: str = "auto", samples: int | None = None) -> dict:
     from pipelines.reconstruct_dir import reconstruct_directory
     from pipelines.simulate import CTSimulation, write_ct_study
     from recon.io.atomic import ensure_output_dir
@@ -53,7 +53,8 @@ def run_demo(out: Path, *, views: int, dose: float, nfe: int, overwrite: bool, d
         if (target / "report.json").is_file() and not overwrite:
             reports[method] = json.loads((target / "report.json").read_text())
         else:
-            kwargs = ({"method": None, "sampler": "dds", "nfe": nfe, "precision": precision} if method == "dds"
+            kwargs = ({"method": None, "sampler": "dds", "nfe": nfe, "samples": samples, "precision": precision}
+                      if method == "dds"
                       else {"method": method})
             reports[method] = reconstruct_directory(
                 study, target, overwrite=overwrite, device=device, progress=progress, **kwargs
@@ -104,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("recon-demo"), help="output directory (default ./recon-demo)")
     p.add_argument("--views", type=int, default=32)
     p.add_argument("--dose", type=float, default=0.25, help="photon fraction of the full dose")
-    p.add_argument("--nfe", type=int, default=DEFAULT_NFE, help=f"network evaluations per sample (default {DEFAULT_NFE})")
+    add_estimator_arguments(p, "posterior samples averaged per slice")
     p.add_argument("--device", default="auto")
     add_precision_argument(p)
     p.add_argument("--overwrite", action="store_true")
@@ -113,6 +114,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    run_demo(args.out, views=args.views, dose=args.dose, nfe=args.nfe, overwrite=args.overwrite,
+    run_demo(args.out, views=args.views, dose=args.dose, nfe=args.nfe, samples=args.samples, overwrite=args.overwrite,
              device=args.device, progress=not args.no_progress, precision=args.precision)
     return 0

@@ -36,11 +36,11 @@ import torch
 
 from pipelines.plots import CT_DISPLAY_WINDOW
 from pipelines.previews import slice_preview, volume_preview
-from pipelines.sampler_options import add_set_argument, parse_options
+from pipelines.sampler_options import add_estimator_arguments, add_set_argument, parse_options
 from pipelines.studies import Study, load_study
 from pipelines.volume_plan import DEFAULT_CHUNK, VolumePlan, plan_volume, volume_chunks
 from priors.precision import add_precision_argument
-from recon.api import DEFAULT_NFE, DEFAULT_SAMPLES, check_options, reconstruct, resolve_init
+from recon.api import check_options, default_estimator, reconstruct, resolve_init
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npz, atomic_write_json, ensure_output_dir, remove_stale_partials
 
@@ -118,8 +118,8 @@ def reconstruct_directory(
     method: str | None = None,
     prior: str = "auto",
     sampler: str = "dds",
-    nfe: int = DEFAULT_NFE,
-    samples: int = DEFAULT_SAMPLES,
+    nfe: int | None = None,
+    samples: int | None = None,
     seed: int = 0,
     batch: int = 4,
     device: str = "auto",
@@ -132,6 +132,7 @@ def reconstruct_directory(
 ) -> dict[str, Any]:
     """Reconstruct every slice of a measurement directory and write DICOM, preview and report.
 
+    ``nfe`` / ``samples``: None takes :func:`recon.api.default_estimator` of the study's modality.
     ``volume``: True / False force volume or slice-wise mode, None decides from the study
     (:func:`pipelines.volume_plan.plan_volume`); ``chunk``: slices per volume chunk.
     Returns the report (also written to ``report.json``).
@@ -144,6 +145,9 @@ def reconstruct_directory(
     study = load_study(input_dir)
     if prior == "auto":
         prior = study.modality
+    default_nfe, default_samples = default_estimator(study.modality)
+    nfe = default_nfe if nfe is None else nfe
+    samples = default_samples if samples is None else samples
     settings = run_settings(method=method, sampler=sampler, prior=prior, nfe=nfe, samples=samples, seed=seed,
                             precision=precision, options=dict(options or {}))
     check_options(method or sampler, dict(options or {}))  # before anything is written
@@ -295,9 +299,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="dds", help="posterior sampler: dds, dps, song22")
     p.add_argument("--method", default=None,
                    help="a classical method instead of a sampler: fbp, sirt, cgls, tv, zero_filled, cg_sense, cs_tv")
-    p.add_argument("--nfe", type=int, default=DEFAULT_NFE, help=f"network evaluations per sample (default {DEFAULT_NFE})")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
-                   help=f"posterior samples averaged per slice; > 1 writes a std series (default {DEFAULT_SAMPLES})")
+    add_estimator_arguments(p, "posterior samples averaged per slice; > 1 writes a std series")
     p.add_argument("--batch", type=int, default=4, help="slices reconstructed together (slice-wise mode)")
     vol = p.add_mutually_exclusive_group()
     vol.add_argument("--volume", dest="volume", action="store_true", default=None,
@@ -315,7 +317,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.nfe < 1 or args.samples < 1 or args.batch < 1:
+    if (args.nfe is not None and args.nfe < 1) or (args.samples is not None and args.samples < 1) or args.batch < 1:
         raise ValueError("--nfe, --samples and --batch must be positive integers")
     report = reconstruct_directory(
         args.input_dir, args.out, method=args.method, prior=args.prior, sampler=args.sampler, nfe=args.nfe,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-__all__ = ["add_set_argument", "parse_options"]
+__all__ = ["add_estimator_arguments", "add_set_argument", "parse_options"]
 
 
 def _value(text: str) -> Any:
@@ -48,3 +48,13 @@ def add_set_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) 
         "--set", dest="options", action="append", default=[], metavar="KEY=VALUE",
         help="a sampler / method option, repeatable (e.g. --set zeta=10, --set cg_iters=8)",
     )
+
+
+def add_estimator_arguments(parser: argparse._ActionsContainer, samples_help: str) -> None:
+    """``--nfe`` and ``--samples``, defaulting to :data:`recon.api.DEFAULT_ESTIMATOR` of the modality."""
+    from recon.api import DEFAULT_ESTIMATOR
+
+    text = ", ".join(f"{nfe} x {s} for {m.upper()}" for m, (nfe, s) in DEFAULT_ESTIMATOR.items() if m)
+    parser.add_argument("--nfe", type=int, default=None,
+                        help=f"network evaluations per sample (default with --samples: {text})")
+    parser.add_argument("--samples", type=int, default=None, help=f"{samples_help} (default: see --nfe)")

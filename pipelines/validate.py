@@ -51,9 +51,9 @@ from typing import Any
 import numpy as np
 
 from pipelines.benchmark import run_benchmark
-from pipelines.sampler_options import add_set_argument, parse_options
+from pipelines.sampler_options import add_estimator_arguments, add_set_argument, parse_options
 from priors.precision import add_precision_argument
-from recon.api import DEFAULT_NFE, DEFAULT_SAMPLES
+from recon.api import default_estimator
 from recon.errors import InputError
 from recon.io.atomic import atomic_write_json, atomic_write_text
 
@@ -186,8 +186,8 @@ def run_validation(
     out: str | Path,
     *,
     sampler: str = "dds",
-    nfe: int = DEFAULT_NFE,
-    samples: int = DEFAULT_SAMPLES,
+    nfe: int | None = None,
+    samples: int | None = None,
     options: dict[str, Any] | None = None,
     device: str = "auto",
     precision: str = "auto",
@@ -201,6 +201,9 @@ def run_validation(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    default_nfe, default_samples = default_estimator(manifest.modality)
+    nfe = default_nfe if nfe is None else nfe
+    samples = default_samples if samples is None else samples
     inputs = stage_inputs(manifest, out / "inputs")
     s = manifest.settings
     common: dict[str, Any] = dict(
@@ -268,9 +271,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bundled name, checkpoint directory or training run directory (repeatable)")
     p.add_argument("--out", type=Path, required=True, help="output directory (reused: finished cells are kept)")
     p.add_argument("--sampler", default="dds", choices=("dds", "dps", "song22"))
-    p.add_argument("--nfe", type=int, default=DEFAULT_NFE, help=f"network evaluations per sample (default {DEFAULT_NFE})")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
-                   help=f"posterior samples averaged per slice (default {DEFAULT_SAMPLES})")
+    add_estimator_arguments(p, "posterior samples averaged per slice")
     p.add_argument("--max-slices", type=int, default=None, help="slices per input (default: the manifest's)")
     p.add_argument("--device", default="auto")
     add_precision_argument(p)

@@ -34,8 +34,8 @@ from priors.precision import network_precision, resolve_precision
 from recon.samplers import SAMPLERS
 from recon.samplers.common import NormalizedProblem, counting_denoiser_calls, normalize_problem, relative_residual
 
-__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "DEFAULT_NFE", "DEFAULT_SAMPLES", "VOLUME_METHODS",
-           "Z_PRECISION_1MM", "available_methods", "check_options", "method_options", "resolve_init"]
+__all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "DEFAULT_ESTIMATOR", "VOLUME_METHODS",
+           "Z_PRECISION_1MM", "available_methods", "default_estimator", "check_options", "method_options", "resolve_init"]
 
 #: Default ``sigma_max`` (normalised units: the CT window's 3072 HU, the MR slice's 99.9th percentile)
 #: of a warm-started sampler (``init=``): high enough to remove the classical method's artefacts, low
@@ -43,12 +43,18 @@ __all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "DEFAULT_NFE", "DEFAU
 #: (``benchmarks/sampler-settings.md``).
 INIT_SIGMA_MAX = 0.2
 
-#: The default estimator of every sampler entry point: the mean of ``DEFAULT_SAMPLES`` posterior
-#: samples of ``DEFAULT_NFE`` network evaluations each. For a fixed budget several short chains beat
-#: one long one: a single posterior sample has twice the MMSE error of the posterior mean, and the
-#: spread of the samples gives the std series (measurements: ``benchmarks/sampler-settings.md``).
-DEFAULT_NFE = 50
-DEFAULT_SAMPLES = 1
+#: The default estimator of every sampler entry point, per operator kind: the mean of ``samples``
+#: posterior samples of ``nfe`` network evaluations each, 50 evaluations per slice in all. Where the
+#: posterior is broad (sparse-view CT) several short chains beat one long one - a single posterior
+#: sample has twice the MMSE error of the posterior mean - and their spread gives the std series;
+#: where it is narrow (MR from a CS-TV start) one long chain is better
+#: (measurements: ``benchmarks/sampler-settings.md``).
+DEFAULT_ESTIMATOR: dict[str | None, tuple[int, int]] = {"ct": (12, 4), "mr": (50, 1), None: (50, 1)}
+
+
+def default_estimator(modality: str | None) -> tuple[int, int]:
+    """``(nfe, samples)`` used when a caller gives neither, for operator kind ``modality``."""
+    return DEFAULT_ESTIMATOR.get(modality, DEFAULT_ESTIMATOR[None])
 
 #: Methods with a volume form (``reconstruct(..., volume=True)``): slices coupled along z.
 VOLUME_METHODS = ("dds",)
@@ -174,8 +180,8 @@ def reconstruct(
     *,
     sampler: str = "dds",
     method: str | None = None,
-    nfe: int = DEFAULT_NFE,
-    samples: int = DEFAULT_SAMPLES,
+    nfe: int | None = None,
+    samples: int | None = None,
     seed: int = 0,
     device: str | torch.device = "auto",
     noise_std: float | torch.Tensor | None = None,
@@ -196,8 +202,9 @@ def reconstruct(
         sampler: ``"dds"`` (default), ``"dps"`` or ``"song22"`` (see :data:`SAMPLERS`).
         method: a classical method (:data:`METHODS`: ``fbp``, ``sirt``, ``cgls``, ``tv``,
             ``zero_filled``, ``cg_sense``, ``cs_tv``) or a sampler name; overrides ``sampler``.
-        nfe: network evaluations per sample.
-        samples: posterior samples per slice ``S`` (drawn as one batch of ``B * S``).
+        nfe: network evaluations per sample; None: :func:`default_estimator` of the operator's kind.
+        samples: posterior samples per slice ``S`` (drawn as one batch of ``B * S``); None: the
+            default as for ``nfe``.
         seed: seeds the one ``torch.Generator`` (CPU, so results do not depend on the device).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
         noise_std: measurement noise std in the units of ``y`` (scalar or broadcastable to ``y``;
@@ -236,6 +243,9 @@ def reconstruct(
     name = method if method is not None else sampler
     if name not in SAMPLERS and name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(available_methods())}")
+    default_nfe, default_samples = default_estimator(op.modality)
+    nfe = default_nfe if nfe is None else int(nfe)
+    samples = default_samples if samples is None else int(samples)
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     if volume:

@@ -10,7 +10,7 @@ from pipelines.benchmark.grid import DEFAULT_CT_METHODS, DEFAULT_MR_METHODS, DEF
 from pipelines.benchmark.layout import HTML_FILE
 from pipelines.benchmark.runner import run_benchmark
 from pipelines.pacs_options import add_pacs_options, resolve_input
-from pipelines.sampler_options import add_set_argument, parse_options
+from pipelines.sampler_options import add_estimator_arguments, add_set_argument, parse_options
 from pipelines.simulate import FULL_DOSE_I0
 from priors.precision import add_precision_argument
 
@@ -73,8 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--max-slices", type=int, default=8,
                    help="at most this many slices per volume, evenly spread over the selection; 0 = no limit (default 8)")
     g.add_argument("--size", type=int, default=256, help="reconstruction grid, pixels per side (default 256)")
-    g.add_argument("--nfe", type=int, default=50, help="sampler network evaluations (default 50)")
-    g.add_argument("--samples", type=int, default=1, help="posterior samples per slice; > 1 adds std maps (default 1)")
+    add_estimator_arguments(g, "posterior samples averaged per slice; > 1 adds std maps")
     g.add_argument("--prior", default="auto", help="bundled prior name or checkpoint directory (default: by modality)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")

@@ -24,7 +24,7 @@ from pipelines.benchmark.layout import CELLS_DIR, REFERENCE_FILE, cell_done, pre
 from pipelines.benchmark.report import write_outputs
 from pipelines.benchmark.volumes import load_volumes
 from pipelines.simulate import FULL_DOSE_I0
-from recon.api import DEFAULT_NFE, DEFAULT_SAMPLES
+from recon.api import default_estimator
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npz
 
@@ -45,8 +45,8 @@ def run_benchmark(
     i0: float | None = None,
     center_fraction: float = 0.08,
     coils: int = 1,
-    nfe: int = DEFAULT_NFE,
-    samples: int = DEFAULT_SAMPLES,
+    nfe: int | None = None,
+    samples: int | None = None,
     seed: int = 0,
     prior: str | Path | None = "auto",
     device: str = "auto",
@@ -75,7 +75,8 @@ def run_benchmark(
         i0: CT full-dose photons per detector element (default
             :data:`pipelines.simulate.FULL_DOSE_I0`).
         center_fraction, coils: MR mask centre and simulated receive coils.
-        nfe, samples: sampler network evaluations and posterior samples per slice.
+        nfe, samples: sampler network evaluations and posterior samples per slice (None:
+            :func:`recon.api.default_estimator` of the modality).
         seed: simulation noise / masks and, per slice, the samplers' generators.
         prior: bundled prior name or checkpoint directory for the samplers; ``"auto"`` = the
             modality's bundled prior. Unused without sampler methods.
@@ -102,6 +103,9 @@ def run_benchmark(
     wall0 = time.perf_counter()
     modality = modality.lower()
     methods = [m.strip().lower() for m in methods]
+    default_nfe, default_samples = default_estimator(modality)
+    nfe = default_nfe if nfe is None else nfe
+    samples = default_samples if samples is None else samples
     check_config(modality, methods, views, doses, accels, masks, nfe, samples, size)
     if batch < 1:
         raise ValueError("--batch must be a positive integer")

@@ -304,7 +304,7 @@ def test_volume_dds_couples_neighbouring_slices():
     prior = isotropic((1, IMG, IMG), 0.09, 0.5, modality="ct", normalization=CT_WINDOW)
     y = _ct_data(op, 1).expand(4, -1, -1, -1).clone()  # four identical slices, noise drawn per slice
     y = y + 0.02 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))
-    kw = dict(nfe=10, noise_std=0.02, device="cpu", seed=0)
+    kw = dict(nfe=10, samples=1, noise_std=0.02, device="cpu", seed=0)
     apart = reconstruct(y, op, prior, **kw)
     together = reconstruct(y, op, prior, volume=True, slice_spacing_mm=1.0, z_precision=1e4, **kw)
     assert together.settings["volume"] and together.settings["slice_spacing_mm"] == 1.0
@@ -314,7 +314,7 @@ def test_volume_dds_couples_neighbouring_slices():
     uncoupled = reconstruct(y, op, prior, volume=True, slice_spacing_mm=1.0, z_precision=0.0, **kw)
     assert torch.equal(uncoupled.mean, apart.mean)
     # several samples: each one a whole volume
-    two = reconstruct(y, op, prior, volume=True, slice_spacing_mm=1.0, samples=2, **kw)
+    two = reconstruct(y, op, prior, volume=True, slice_spacing_mm=1.0, **{**kw, "samples": 2})
     assert two.samples.shape == (4, 2, 1, IMG, IMG) and float(two.std.max()) > 0
     assert two.start is not None and two.start.shape == (4, 1, IMG, IMG)  # the TV warm start, in HU
 
