@@ -2,12 +2,14 @@
 
 CT (:mod:`recon.classical.ct`): :func:`fbp`, :func:`sirt`, :func:`cgls`, :func:`tv_pdhg`.
 MRI (:mod:`recon.classical.mri`): :func:`zero_filled`, :func:`cg_sense`, :func:`cs_tv`.
-Shared TV machinery (finite differences, Chambolle-Pock loop): :mod:`recon.classical.tv`.
+Shared TV machinery (2D / 3D finite differences, Chambolle-Pock loop): :mod:`recon.classical.tv`.
+``tv_pdhg`` and ``cs_tv`` take ``volume=True`` (with ``z_ratio``, or ``slice_spacing_mm`` for CT) to
+reconstruct a contiguous stack of slices as one volume with 3D TV.
 """
 
 from recon.classical.ct import cgls, default_tv_weight, fbp, sirt, transmission_weights, tv_pdhg
 from recon.classical.mri import cg_sense, cs_tv, zero_filled
-from recon.classical.tv import div2d, grad2d, pdhg_tv, tv_norm, tv_objective
+from recon.classical.tv import div, grad, grad_norm_sq_bound, pdhg_tv, tv_norm, tv_objective
 
 __all__ = [
     "fbp",
@@ -19,8 +21,9 @@ __all__ = [
     "zero_filled",
     "cg_sense",
     "cs_tv",
-    "grad2d",
-    "div2d",
+    "grad",
+    "div",
+    "grad_norm_sq_bound",
     "tv_norm",
     "tv_objective",
     "pdhg_tv",

@@ -4,7 +4,7 @@ All functions take a Fourier-type :class:`~operators.base.LinearOperator` (compl
 ``[B, 1, H, W]``, k-space ``[B, n_coils, H, W]``) and return complex images in the operator's
 domain; take ``.abs()`` (or pass them to :func:`recon.metrics.mr_metrics`) for magnitude. They
 work on any complex operator of that kind (single coil, SENSE, or a dense matrix in tests), are
-deterministic, and run batched.
+deterministic, and run batched (:func:`cs_tv` also as one volume with 3D TV).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from operators.base import LinearOperator
-from recon.classical.tv import pdhg_tv
+from recon.classical.tv import pdhg_tv, volume_z_ratio
 from recon.linalg import conjugate_gradient
 
 __all__ = ["zero_filled", "cg_sense", "cs_tv", "DEFAULT_CS_TV_WEIGHT"]
@@ -109,6 +109,8 @@ def cs_tv(
     *,
     x0: torch.Tensor | None = None,
     absolute_weight: bool = False,
+    volume: bool = False,
+    z_ratio: float | None = None,
     callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Compressed-sensing MRI with a total-variation prior, solved by Chambolle-Pock.
@@ -116,27 +118,38 @@ def cs_tv(
     ``min_x 1/2 ||A x - y||^2 + lam TV(x)`` over complex images, isotropic TV on the complex
     gradient (``|grad x| = sqrt(|D_h x|^2 + |D_v x|^2)``): the sparsifying-transform formulation of
     Lustig, Donoho & Pauly, "Sparse MRI", MRM 58 (2007), solved by Chambolle & Pock (2011, Alg. 1)
-    via :func:`recon.classical.tv.pdhg_tv`.
+    via :func:`recon.classical.tv.pdhg_tv`. Slice by slice by default; with ``volume=True`` the batch
+    is one contiguous stack of slices and the TV is 3D on the complex gradient (in-plane + z).
 
     Args:
         op: Fourier-type operator.
-        y: k-space ``[B, n_coils, H, W]``.
+        y: k-space ``[B, n_coils, H, W]``; with ``volume`` the ``B`` slices in z order at a regular
+            spacing.
         weight: relative TV weight (``lam = weight * ||A||^2 * s``, ``s`` the 99th percentile of
             the zero-filled magnitude); default :data:`DEFAULT_CS_TV_WEIGHT` = 3e-3, tuned by a
             weight sweep on brain MR slices (single-coil 4x and 8x equispaced masks, and real
             8-coil k-space). The best weight barely moves with the acceleration, so it is one
-            constant.
+            constant, and it serves volume mode too (on contiguous brain slices the best 3D weight
+            fell in the same flat range as the best 2D one).
         n_iter: iterations. Default 300: enough for the larger weights to converge.
         x0: starting image; default zero-filled.
         absolute_weight: take ``weight`` as ``lam`` itself.
+        volume: reconstruct the batch as one volume with 3D TV, one weight and one intensity scale
+            (the 99th percentile over the volume).
+        z_ratio: ``pixel_size_mm / slice_spacing_mm`` of the volume (default 1.0, isotropic voxels).
         callback: ``callback(k, x)`` after each iteration.
 
     Returns:
         Complex images ``[B, 1, H, W]``.
+
+    Raises:
+        ValueError: a bad ``z_ratio``, or ``z_ratio`` without ``volume``.
     """
     _check(op, y, "cs_tv")
+    zr = volume_z_ratio(volume, z_ratio)
     if weight is None:
         weight = DEFAULT_CS_TV_WEIGHT
     return pdhg_tv(
-        op, _complex(y), weight, n_iter, nonneg=False, x0=x0, absolute_weight=absolute_weight, callback=callback
+        op, _complex(y), weight, n_iter, nonneg=False, x0=x0, absolute_weight=absolute_weight, z_ratio=zr,
+        callback=callback,
     )
