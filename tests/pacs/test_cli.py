@@ -29,6 +29,10 @@ def test_find_pull_push(recon, uploaded: tuple[str, list[Path]], pacs: Orthanc, 
     assert study_uid in out and "1 study" in out and "study-" in out
     assert recon(["pacs", "find", "--modality", "CT"]) == 0
     assert study_uid in capsys.readouterr().out
+    assert recon(["pacs", "find", "--date", "20240301-20240331"]) == 0
+    assert study_uid in capsys.readouterr().out
+    assert recon(["pacs", "find", "--date", "20230101-20230131"]) == 0
+    assert "0 studies" in capsys.readouterr().out
     assert recon(["pacs", "pull", study_uid, "--out", str(tmp_path / "pulled"), "--no-progress"]) == 0
     assert len(list((tmp_path / "pulled").rglob("*.dcm"))) == len(files)
     extra = make_study(tmp_path / "extra", n=2)
