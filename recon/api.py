@@ -32,7 +32,8 @@ from operators.base import LinearOperator
 from priors.device import resolve_device
 from priors.precision import network_precision, resolve_precision
 from recon.samplers import SAMPLERS
-from recon.samplers.common import NormalizedProblem, counting_denoiser_calls, normalize_problem, relative_residual
+from recon.samplers.common import counting_denoiser_calls, relative_residual
+from recon.samplers.normalization import NormalizedProblem, normalize_problem
 
 __all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "DEFAULT_ESTIMATOR", "VOLUME_METHODS",
            "Z_PRECISION_1MM", "available_methods", "default_estimator", "check_options", "method_options", "resolve_init"]
@@ -56,8 +57,9 @@ def default_estimator(modality: str | None) -> tuple[int, int]:
     """``(nfe, samples)`` used when a caller gives neither, for operator kind ``modality``."""
     return DEFAULT_ESTIMATOR.get(modality, DEFAULT_ESTIMATOR[None])
 
-#: Methods with a volume form (``reconstruct(..., volume=True)``): slices coupled along z.
-VOLUME_METHODS = ("dds",)
+#: Methods with a volume form (``reconstruct(..., volume=True)``): slices coupled along z (DDS by
+#: its data-consistency step, TV by total variation over (z, y, x)).
+VOLUME_METHODS = ("dds", "tv")
 
 #: Precision (normalised units^-2) of the Gaussian prior on the difference of two slices 1 mm
 #: apart that couples a volume's slices in DDS: the difference's std grows with the spacing, so
@@ -218,8 +220,9 @@ def reconstruct(
             returned images are float32 either way.
         volume: the batch is one contiguous stack of slices (z along dimension 0): DDS couples
             neighbouring slices in its data-consistency step (``z_precision``, see
-            :func:`recon.samplers.dds.sample`) and the warm start is the classical method in its
-            volume form (:data:`VOLUME_METHODS`). One slice is reconstructed as usual.
+            :func:`recon.samplers.dds.sample`) and starts from the volume form of its warm start
+            where there is one; TV solves 3D TV (:func:`recon.classical.tv_pdhg`). Methods:
+            :data:`VOLUME_METHODS`. One slice is reconstructed as usual.
         slice_spacing_mm: the step between the volume's slices; sets the default coupling
             ``z_precision = Z_PRECISION_1MM / slice_spacing_mm^2``. Required with ``volume``.
         **options: passed to the sampler (e.g. ``eta``, ``cg_iters``, ``zeta``, ``lam``) or to the
@@ -323,8 +326,17 @@ def resolve_init(init: str | None, op_mod: str | None) -> str | None:
 
 def _warm_start(init: str, req: _Request, prob: NormalizedProblem) -> torch.Tensor:
     """Classical reconstruction ``init`` of ``req.y`` in the sampler's normalised domain ``[B, *domain]``."""
-    u, _ = _classical_solution(init, req.y, req.op, req.i0, {})
+    u, _ = _classical_solution(init, req.y, req.op, req.i0, _volume_options(init, req))
     return prob.from_operator_units(u)
+
+
+def _volume_options(name: str, req: _Request) -> dict[str, Any]:
+    """The options that make classical method ``name`` solve ``req``'s batch as one volume (none
+    when ``req`` is slice-wise or ``name`` has no volume form: MR warm starts stay 2D, since a
+    Fourier operator carries no pixel size to weigh z against)."""
+    if not req.volume or name not in VOLUME_METHODS:
+        return {}
+    return {"volume": True, "slice_spacing_mm": req.slice_spacing_mm}
 
 
 def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Callable | None) -> Result:
@@ -411,7 +423,7 @@ def _classical(req: _Request) -> Result:
     _check_method_operator(name, req.modality)
     if prior is not None:
         _check_modality(prior, req.modality)
-    u, kwargs = _classical_solution(name, req.y, op, req.i0, req.options)
+    u, kwargs = _classical_solution(name, req.y, op, req.i0, {**req.options, **_volume_options(name, req)})
     with torch.no_grad():
         residual = relative_residual(op, u, req.y)
         if req.modality == "ct":

@@ -27,7 +27,7 @@ _GEOMETRY_KEYS = ("type", "image_size", "pixel_size_mm", "angles", "n_detectors"
                   "source_origin_mm", "origin_detector_mm")
 _ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts")
 _OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "units", "source",
-               "angles_rad", "image", "ground_truth", "simulation")
+               "angles_rad", "image", "ground_truth", "simulation", "slice_spacing_mm")
 
 
 def _number(

@@ -2,7 +2,8 @@
 
 Every sampler has the signature ``sample(prior, op, y, *, nfe, generator, noise_std=None,
 callback=None, **options) -> x`` and works in the prior's normalised image domain
-(:mod:`recon.samplers.common` explains the conventions and builds normalised problems).
+(:mod:`recon.samplers.common` explains the conventions, :mod:`recon.samplers.normalization` builds
+normalised problems).
 
 * ``"song22"``: Song, Shen, Xing, Ermon, ICLR 2022 -- predictor-corrector with measurement-space
   data consistency (:mod:`recon.samplers.song22`).

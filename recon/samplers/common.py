@@ -12,7 +12,7 @@ Conventions (all samplers):
   noised with per-component standard deviation ``sigma``. This keeps the prior's noise model exact
   (each part is ``part0 + sigma * n``) and needs no phase estimate; single- and multi-coil operators
   both work because samplers only call ``op.forward`` / ``adjoint`` / ``normal`` / ``pinv``.
-* Measurement noise enters through :class:`DataTerm`: with a noise standard deviation (scalar or
+* Measurement noise enters through :class:`~recon.samplers.data_term.DataTerm`: with a noise standard deviation (scalar or
   per measurement, e.g. from a Poisson dose model) the operator and data are whitened, so every
   least-squares step weights each measurement by its inverse variance and the data term is the
   exact negative log-likelihood ``0.5 * ||(y - A x) / std||^2``.
@@ -28,16 +28,15 @@ from dataclasses import dataclass
 
 import torch
 
-from operators import MU_WATER_PER_MM, LinearOperator, WrappedOperator
+from operators import LinearOperator
 from priors.base import Prior
 from priors.schedules import karras_sigmas
-from recon.linalg import batch_norm, conjugate_gradient, z_laplacian
+from recon.linalg import batch_norm
+from recon.samplers.data_term import DataTerm
 
 __all__ = [
     "Chain",
-    "DataTerm",
     "DenoiserView",
-    "WhitenedOperator",
     "ancestral_step",
     "counting_denoiser_calls",
     "default_sigma_range",
@@ -183,136 +182,6 @@ class DenoiserView:
         return self.from_real(d.to(out_dtype))
 
 
-# --- data term -----------------------------------------------------------------------------------------
-class WhitenedOperator(WrappedOperator):
-    """``W^{1/2} A`` with ``W = diag(1 / std^2)``: unit-variance noise in its range.
-
-    ``inv_std`` broadcasts against ``[B, *range_shape]``.
-    """
-
-    def __init__(self, op: LinearOperator, inv_std: torch.Tensor):
-        super().__init__(op)
-        self.inv_std = inv_std
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op(x) * self.inv_std
-
-    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return self.op.adjoint(y * self.inv_std)
-
-    def normal(self, x: torch.Tensor) -> torch.Tensor:
-        return self.op.adjoint(self.op(x) * self.inv_std**2)
-
-    def pinv(self, y: torch.Tensor) -> torch.Tensor:
-        return self.op.pinv(y / self.inv_std)
-
-
-@dataclass
-class DataTerm:
-    """The data-fidelity term ``0.5 * ||W^{1/2} (y - A x)||^2`` of one batch of problems.
-
-    Attributes:
-        op: the (normalised) forward operator ``A``.
-        y: measurements ``[B, *op.range_shape]`` (normalised).
-        inv_std: ``None`` for noise-free data (unweighted least squares), else the inverse noise
-            standard deviation per real component, broadcast against ``y``.
-    """
-
-    op: LinearOperator
-    y: torch.Tensor
-    inv_std: torch.Tensor | None = None
-
-    @classmethod
-    def build(cls, op: LinearOperator, y: torch.Tensor, noise_std: float | torch.Tensor | None) -> DataTerm:
-        """``noise_std``: ``None`` / 0 (noise-free), a scalar, or a tensor broadcastable to ``y``
-        (per-measurement standard deviation, e.g. ``sqrt(exp(p) / I0)`` for CT line integrals
-        ``p`` at ``I0`` photons). Same units as ``y``. For complex data it is ``sqrt(E|n|^2)``
-        (circular noise, ``operators.noise.complex_gaussian_noise``'s convention), so each of the
-        real and imaginary parts has standard deviation ``noise_std / sqrt(2)``; :attr:`inv_std`
-        holds the inverse per-component standard deviation, so whitened residuals have unit
-        variance per real component."""
-        if noise_std is None:
-            return cls(op, y, None)
-        std = torch.as_tensor(noise_std, device=y.device)
-        std = std.to(y.real.dtype if y.is_complex() else y.dtype)
-        if std.numel() == 1 and float(std) == 0.0:
-            return cls(op, y, None)
-        if not bool((std > 0).all()) or not bool(torch.isfinite(std).all()):
-            raise ValueError("noise_std must be positive and finite (or None for noise-free data)")
-        try:
-            torch.broadcast_shapes(std.shape, y.shape)
-        except RuntimeError as e:
-            raise ValueError(f"noise_std of shape {tuple(std.shape)} does not broadcast to y {tuple(y.shape)}") from e
-        comp = std / math.sqrt(2.0) if y.is_complex() else std
-        return cls(op, y, 1.0 / comp)
-
-    @property
-    def noisy(self) -> bool:
-        return self.inv_std is not None
-
-    @property
-    def weighted_op(self) -> LinearOperator:
-        """``W^{1/2} A`` (``A`` itself for noise-free data)."""
-        return self.op if self.inv_std is None else WhitenedOperator(self.op, self.inv_std)
-
-    @property
-    def weighted_y(self) -> torch.Tensor:
-        return self.y if self.inv_std is None else self.y * self.inv_std
-
-    def residual(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """``y - A x`` (unweighted)."""
-        return (self.y if y is None else y) - self.op(x)
-
-    def solve(
-        self,
-        x0: torch.Tensor,
-        *,
-        gamma: float | torch.Tensor = 0.0,
-        n_iter: int = 5,
-        y: torch.Tensor | None = None,
-        tol: float | None = None,
-        z_precision: float = 0.0,
-        z_slices: int | None = None,
-    ) -> torch.Tensor:
-        """A few CG iterations on ``(A^H W A + gamma I + rho D_z^T D_z) x = A^H W y + gamma x0``,
-        started at ``x0``.
-
-        This minimises ``0.5 ||W^{1/2}(y - A x)||^2 + 0.5 gamma ||x - x0||^2 + 0.5 rho ||D_z x||^2``.
-        With ``gamma = rho = 0`` it is CG on the normal equations from ``x0``: each iteration adds one
-        Krylov direction of the data misfit to ``x0`` and, run to convergence, returns the
-        data-consistent image closest to ``x0``. ``y`` replaces the stored data (e.g. a noised copy),
-        in the same units.
-
-        ``z_precision`` (``rho``) couples neighbouring slices: the batch is read as volumes of
-        ``z_slices`` contiguous slices (default: the whole batch is one volume) and ``D_z`` is the
-        slice-to-slice difference within each volume (:func:`recon.linalg.z_laplacian`); ``rho`` is
-        the precision of a Gaussian prior on those differences (normalised units). CG then runs
-        per volume, not per slice.
-        """
-        A = self.weighted_op
-        yy = self.y if y is None else y
-        yw = yy if self.inv_std is None else yy * self.inv_std
-        rhs = A.adjoint(yw)
-        g = gamma if isinstance(gamma, torch.Tensor) else float(gamma)
-        no_gamma = isinstance(g, float) and g == 0.0
-        if not no_gamma:
-            rhs = rhs + g * x0
-        if z_precision <= 0.0:
-            return conjugate_gradient(A.normal if no_gamma else (lambda v: A.normal(v) + g * v), rhs, x0, n_iter, tol)
-        n = x0.shape[0] if z_slices is None else int(z_slices)
-        if n < 1 or x0.shape[0] % n:
-            raise ValueError(f"z_slices={n} does not divide the batch of {x0.shape[0]} slices")
-        stack = (x0.shape[0] // n, n, *x0.shape[1:])
-        rho = float(z_precision)
-
-        def normal(v: torch.Tensor) -> torch.Tensor:  # v: [V, n, ...]
-            flat = v.reshape(x0.shape)
-            out = A.normal(flat) if no_gamma else A.normal(flat) + g * flat
-            return out.reshape(stack) + rho * z_laplacian(v)
-
-        return conjugate_gradient(normal, rhs.reshape(stack), x0.reshape(stack), n_iter, tol).reshape(x0.shape)
-
-
 # --- what every sampler sets up ----------------------------------------------------------------------
 @dataclass
 class Chain:
@@ -411,120 +280,3 @@ def relative_residual(op: LinearOperator, x: torch.Tensor, y: torch.Tensor) -> t
     return batch_norm(op(x) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
 
 
-# --- physical <-> normalised composition -------------------------------------------------------------
-@dataclass
-class NormalizedProblem:
-    """A measurement expressed for a sampler working in the prior's normalised domain.
-
-    For an operator image ``u`` (operator units: attenuation in 1/mm for CT, complex image for MR,
-    the prior's physical unit otherwise) and a normalised image ``x``:
-    ``u = offset + scale_b * x``. Then ``A u = y`` iff ``A x = (y - A(offset * 1)) / scale_b =: y_norm``,
-    so the sampler uses the operator unchanged and the normalised data ``y``; the noise standard
-    deviation is divided by ``scale_b`` too. Dividing the data instead of scaling the operator allows
-    a different scale per slice (percentile-normalised MR) with one operator.
-
-    Attributes:
-        op: the operator (unchanged).
-        y: ``[B, *range]`` normalised measurements.
-        noise_std: noise std in normalised measurement units (``None``: noise-free).
-        scale: ``[B]`` per-item scale (operator units per normalised unit).
-        offset: operator-domain offset (float).
-        phys_scale, phys_offset: prior physical unit from the normalised image:
-            ``physical = phys_offset + phys_scale_b * x`` (HU for CT, magnitude units for MR).
-        unit: the physical unit's name.
-    """
-
-    op: LinearOperator
-    y: torch.Tensor
-    noise_std: torch.Tensor | float | None
-    scale: torch.Tensor
-    offset: float
-    phys_scale: torch.Tensor
-    phys_offset: float
-    unit: str
-
-    def _b(self, v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return v.to(device=like.device, dtype=like.real.dtype if like.is_complex() else like.dtype).view(
-            -1, *([1] * (like.ndim - 1)))
-
-    def to_operator_units(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised image ``[B, ...]`` -> operator units (``mu`` in 1/mm for CT)."""
-        return self.offset + self._b(self.scale, x) * x
-
-    def from_operator_units(self, u: torch.Tensor) -> torch.Tensor:
-        """Operator-unit image ``[B, ...]`` -> normalised image (inverse of :meth:`to_operator_units`)."""
-        return (u - self.offset) / self._b(self.scale, u)
-
-    def to_physical(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalised image ``[B, ...]`` -> the prior's physical unit; complex images -> magnitude."""
-        if x.is_complex():
-            x = x.abs()
-        return self.phys_offset + self._b(self.phys_scale, x) * x
-
-
-def normalize_problem(
-    prior: Prior,
-    op: LinearOperator,
-    y: torch.Tensor,
-    noise_std: float | torch.Tensor | None = None,
-    *,
-    modality: str | None = None,
-    scale: float | torch.Tensor | None = None,
-) -> NormalizedProblem:
-    """Compose the prior's intensity normalisation (``physical = offset + scale * normalised``)
-    with the operator.
-
-    * CT (``modality == "ct"``, window normalisation in HU): the operator acts on attenuation
-      ``mu = mu_w (1 + HU / 1000)`` in 1/mm, HU = ``low + (high - low) x``, so
-      ``mu = mu_w (1 + low/1000) + mu_w (high - low) / 1000 * x``.
-    * Window normalisation otherwise: the operator acts on the prior's physical unit directly.
-    * Percentile normalisation (MR): the scale of each slice is the prior's percentile of
-      ``|op.pinv(y)|`` (the zero-filled, coil-combined image), or ``scale`` when given; offset 0.
-
-    Args:
-        y: ``[B, *op.range_shape]`` physical measurements.
-        noise_std: scalar or tensor broadcastable to ``y`` (physical measurement units).
-    """
-    norm = prior.normalization
-    b = y.shape[0]
-    real_dtype = y.real.dtype if y.is_complex() else y.dtype
-    if norm.kind == "window":
-        p_scale, p_offset = norm.affine()
-        if modality == "ct":
-            mu_w = MU_WATER_PER_MM
-            s = mu_w * p_scale / 1000.0
-            off = mu_w * (1.0 + p_offset / 1000.0)
-        else:
-            s, off = p_scale, p_offset
-        scale_b = torch.full((b,), float(s), dtype=torch.float64)
-        phys_b = torch.full((b,), float(p_scale), dtype=torch.float64)
-        phys_off = float(p_offset)
-        offset = float(off)
-    else:
-        if scale is not None:
-            scale_b = torch.as_tensor(scale, dtype=torch.float64).reshape(-1).expand(b).clone()
-        else:
-            with torch.no_grad():
-                ref = op.pinv(y)
-            scale_b = torch.tensor([norm.affine(ref[i])[0] for i in range(b)], dtype=torch.float64)
-        phys_b = scale_b.clone()
-        phys_off = 0.0
-        offset = 0.0
-    y_n = y
-    if offset != 0.0:
-        shape = (1, *op.domain_shape)
-        const = torch.full(shape, offset, dtype=real_dtype, device=y.device)
-        if op.domain_complex:
-            const = const.to(torch.complex64 if real_dtype == torch.float32 else torch.complex128)
-        with torch.no_grad():
-            y_n = y_n - op(const)
-    sb = scale_b.to(device=y.device, dtype=real_dtype).view(-1, *([1] * (y.ndim - 1)))
-    y_n = y_n / sb
-    ns = None
-    if noise_std is not None:
-        ns_t = torch.as_tensor(noise_std, device=y.device).to(real_dtype)
-        if ns_t.numel() == 1 and float(ns_t) == 0.0:
-            ns = None
-        else:
-            ns = ns_t / sb
-    return NormalizedProblem(op, y_n, ns, scale_b, offset, phys_b, phys_off, norm.unit)

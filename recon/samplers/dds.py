@@ -76,11 +76,11 @@ def sample(
         prior: a :class:`priors.base.Prior` (denoiser ``D(x, sigma)`` on ``[B', C, H, W]``).
         op: linear operator mapping normalised images ``[B, *op.domain_shape]`` to ``y``.
         y: ``[B, *op.range_shape]`` measurements in normalised units (see
-            :func:`recon.samplers.common.normalize_problem`).
+            :func:`recon.samplers.normalization.normalize_problem`).
         nfe: network evaluations = number of noise levels (one denoiser call per level).
         generator: the only source of randomness.
         noise_std: measurement noise std (scalar or broadcastable to ``y``, normalised units; for complex
-            data ``sqrt(E|n|^2)``, see :meth:`~recon.samplers.common.DataTerm.build`). ``None``: noise-free data.
+            data ``sqrt(E|n|^2)``, see :meth:`~recon.samplers.data_term.DataTerm.build`). ``None``: noise-free data.
         callback: ``callback(step, sigma, x, x0_hat)`` after every step (``x0_hat``: the
             denoiser's estimate before the CG refinement).
         eta: DDIM stochasticity (0 deterministic, 1 ancestral); 0.85 by default.
@@ -103,7 +103,7 @@ def sample(
         z_precision: couples neighbouring slices in the data-consistency step (DDS for volumes,
             Chung, Lee, Ye 2024, Sec. 4.3, with a quadratic instead of a TV z-penalty): the batch is
             read as volumes of ``z_slices`` contiguous slices (default: one volume) and the CG step
-            adds ``0.5 * z_precision * ||D_z x||^2`` (:meth:`~recon.samplers.common.DataTerm.solve`).
+            adds ``0.5 * z_precision * ||D_z x||^2`` (:meth:`~recon.samplers.data_term.DataTerm.solve`).
             0 (default): every slice on its own.
         z_slices: slices per volume when the batch holds several volumes (e.g. one per sample).
 

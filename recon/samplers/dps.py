@@ -63,7 +63,7 @@ def sample(
         nfe: network evaluations (each also costs one backward pass) = number of noise levels.
         generator: the only source of randomness.
         noise_std: measurement noise std (scalar or broadcastable to ``y``; for complex data
-            ``sqrt(E|n|^2)``, see :meth:`~recon.samplers.common.DataTerm.build`). ``None``: noise-free (no discrepancy stop).
+            ``sqrt(E|n|^2)``, see :meth:`~recon.samplers.data_term.DataTerm.build`). ``None``: noise-free (no discrepancy stop).
         callback: ``callback(step, sigma, x, x0_hat)`` after every step.
         zeta: the paper's ``zeta'`` (step scale; 1.0 as in most of the paper's experiments). Radon
             operators are far worse conditioned than masked Fourier ones, so after the ``||A||``

@@ -12,7 +12,7 @@ from operators.base import MatrixOperator
 from priors.gaussian import isotropic
 from priors.normalization import CT_WINDOW, MR_PERCENTILE
 from recon.api import METHODS, SAMPLERS, Result, available_methods, reconstruct
-from recon.samplers.common import normalize_problem
+from recon.samplers.normalization import normalize_problem
 
 IMG = 32
 
@@ -327,3 +327,13 @@ def test_volume_needs_a_volume_method_and_the_spacing():
         reconstruct(y, op, prior, sampler="dps", volume=True, slice_spacing_mm=1.0)
     with pytest.raises(ValueError, match="slice spacing"):
         reconstruct(y, op, prior, volume=True)
+
+
+def test_volume_tv_is_3d_tv():
+    op = _parallel(8)
+    y = _ct_data(op, 3)
+    flat = reconstruct(y, op, method="tv", i0=1e4)
+    vol = reconstruct(y, op, method="tv", i0=1e4, volume=True, slice_spacing_mm=1.0)
+    assert vol.settings["options"]["volume"] is True and vol.settings["options"]["slice_spacing_mm"] == 1.0
+    assert "volume" not in flat.settings["options"]
+    assert _z_flicker(vol.mean) < _z_flicker(flat.mean)

@@ -36,7 +36,8 @@ import torch
 from operators.base import MatrixOperator
 from priors.gaussian import GaussianPrior, isotropic
 from recon.samplers import SAMPLERS
-from recon.samplers.common import DataTerm, DenoiserView, counting_denoiser_calls, karras_sigmas, sampling_sigmas
+from recon.samplers.common import DenoiserView, counting_denoiser_calls, karras_sigmas, sampling_sigmas
+from recon.samplers.data_term import DataTerm
 
 H = W = 8
 N = H * W
