@@ -1,4 +1,4 @@
-"""The ``recon`` command: reconstruct, simulate, benchmark, validate, train, sample, demo.
+"""The ``recon`` command: reconstruct, simulate, benchmark, validate, score, train, sample, pacs, demo.
 
 Each subcommand lives in a ``pipelines`` module exposing ``register(subparsers)``; the module adds
 its parser and sets ``func=run`` with ``run(args) -> int``. Bad input ends with one line naming the
@@ -12,11 +12,12 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from pipelines import benchmark, demo, reconstruct_dir, sample, simulate, train, validate
+from pipelines import benchmark, demo, pacs, reconstruct_dir, sample, score, simulate, train, validate
 from recon.errors import InputError
 
 # Subcommand modules, in the order ``recon --help`` lists them.
-SUBCOMMAND_MODULES: tuple[ModuleType, ...] = (reconstruct_dir, simulate, benchmark, validate, train, sample, demo)
+SUBCOMMAND_MODULES: tuple[ModuleType, ...] = (reconstruct_dir, simulate, benchmark, validate, score, train, sample, pacs,
+                                              demo)
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130
