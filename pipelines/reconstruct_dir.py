@@ -34,10 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.pacs_options import add_pacs_options, push_outputs
 from pipelines.plots import CT_DISPLAY_WINDOW
 from pipelines.previews import slice_preview, volume_preview
 from pipelines.sampler_options import add_estimator_arguments, add_set_argument, parse_options
 from pipelines.studies import Study, load_study
+from pipelines.typicality_check import provenance_summary, typicality_report, warn_flagged
 from pipelines.volume_plan import DEFAULT_CHUNK, VolumePlan, plan_volume, volume_chunks
 from priors.precision import add_precision_argument
 from recon.api import check_options, default_estimator, reconstruct, resolve_init
@@ -224,8 +226,14 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
             reference = None
     modality = "CT" if study.modality == "ct" else "MR"
     extra = {"method": method, **{k: v for k, v in settings.items() if k != "method"}}
+    typicality = None
     if prior is not None:
         extra["prior"] = settings.get("prior")
+        names = [study.slice_names[i] if i < len(study.slice_names) else str(i) for i in range(study.n_slices)]
+        typicality = typicality_report(prior, str(settings["prior"]), {"start": _start_images(slices), "result": mean},
+                                       names)
+        if provenance_summary(typicality):
+            extra["ood"] = provenance_summary(typicality)
     geometry = {} if reference is not None else {"pixel_spacing_mm": study.pixel_spacing_mm}
     window = CT_DISPLAY_WINDOW if modality == "CT" else None
     write_series(
@@ -253,6 +261,7 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
         "seconds_total": float(sum(r["seconds"] for r in per_slice)),
         "outputs": {"dicom": "dicom", "dicom_std": "dicom_std" if wrote_std else None, "preview": PREVIEW_FILE},
         "slices": per_slice,
+        "typicality": typicality,
         "versions": _versions(),
     }
     if study.ground_truth is not None:
@@ -261,7 +270,17 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
             if vals:
                 report[f"mean_{key}"] = float(np.mean(vals))
     atomic_write_json(out / REPORT_FILE, report)
+    if typicality is not None:
+        warn_flagged(typicality)
     return report
+
+
+def _start_images(slices: list) -> np.ndarray | None:
+    """The classical start images ``[n, H, W]`` of a warm-started run (None for a cold start)."""
+    if not all("start" in s for s in slices):
+        return None
+    start = np.stack([s["start"] for s in slices])
+    return start if np.isfinite(start).all() else None
 
 
 def _write_preview(path: Path, study: Study, settings: dict[str, Any], slices: list, mean: np.ndarray,
@@ -272,8 +291,8 @@ def _write_preview(path: Path, study: Study, settings: dict[str, Any], slices: l
         slice_preview(path, mean, std, study.modality)
         return
     rows = {settings["method"]: mean}
-    start = np.stack([s["start"] for s in slices]) if all("start" in s for s in slices) else None
-    if start is not None and np.isfinite(start).all():
+    start = _start_images(slices)
+    if start is not None:
         rows = {f"start ({settings.get('init') or 'classical'})": start, **rows}
     volume_preview(path, rows, study.modality, slice_spacing_mm=plan["slice_spacing_mm"],
                    pixel_spacing_mm=study.pixel_spacing_mm[0])
@@ -313,6 +332,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_set_argument(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_pacs_options(p, pull=False)
     p.set_defaults(func=run)
 
 
@@ -329,4 +349,5 @@ def run(args: argparse.Namespace) -> int:
     if "mean_psnr" in report:
         line += f" (PSNR {report['mean_psnr']:.2f} dB, SSIM {report['mean_ssim']:.3f})"
     print(line)
+    push_outputs(args, [Path(args.out) / "dicom", Path(args.out) / "dicom_std"], progress=not args.no_progress)
     return 0

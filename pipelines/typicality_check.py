@@ -1,0 +1,63 @@
+"""Typicality of a reconstruction's input and output under its prior, for the report and a warning.
+
+Every ``recon reconstruct`` with a prior scores, per slice, the classical image the sampler started
+from (is the measured anatomy like the prior's training data?) and the result (did the sampler
+land on a typical image?) with :func:`priors.typicality.score_images` against the reference
+statistics shipped with the prior. Slices flagged out of distribution are named in a warning, in
+``report.json`` and in the DICOM provenance, so nobody reads a flagged reconstruction unaware.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+
+from priors.errors import PriorError
+from priors.typicality import load_reference, score_images
+
+__all__ = ["provenance_summary", "typicality_report", "warn_flagged"]
+
+
+def typicality_report(prior: Any, prior_name: str, images: dict[str, np.ndarray | None],
+                      slice_names: list[str]) -> dict[str, Any]:
+    """``{"method", "unit", "level", "flagged", "slices": [{"slice", <kind>: {score, p_value, flag}}]}``.
+
+    ``images``: ``{"start": [n, H, W] or None, "result": [n, H, W]}`` in the prior's physical units.
+    A prior without reference statistics gives ``{"available": False, "reason": ...}``.
+    """
+    try:
+        reference = load_reference(prior_name)
+    except PriorError as e:
+        return {"available": False, "reason": str(e)}
+    scored = {kind: score_images(prior, imgs, reference) for kind, imgs in images.items() if imgs is not None}
+    first = next(iter(scored.values()))
+    rows = []
+    for i, name in enumerate(slice_names):
+        row: dict[str, Any] = {"slice": name}
+        for kind, s in scored.items():
+            row[kind] = {"score": float(s.score[i]), "p_value": float(s.p_value[i]), "flag": bool(s.flag[i])}
+        rows.append(row)
+    flagged = {kind: [slice_names[i] for i in s.flagged()] for kind, s in scored.items()}
+    return {"available": True, "method": first.method, "unit": first.unit, "level": first.level,
+            "flagged": flagged, "slices": rows}
+
+
+def warn_flagged(report: dict[str, Any]) -> None:
+    """One warning line per scored image kind with flagged slices (to stderr)."""
+    if not report.get("available"):
+        return
+    for kind, names in report["flagged"].items():
+        if names:
+            what = "classical start image" if kind == "start" else "reconstruction"
+            print(f"recon: warning: {len(names)} slice(s) OUT OF DISTRIBUTION for the prior ({what}): "
+                  f"{', '.join(names)}; see report.json 'typicality'", file=sys.stderr)
+
+
+def provenance_summary(report: dict[str, Any]) -> str | None:
+    """``"2/48 flagged"`` for the result's slices, or None when not scored."""
+    if not report.get("available"):
+        return None
+    names = report["flagged"].get("result", [])
+    return f"{len(names)}/{len(report['slices'])} flagged"
