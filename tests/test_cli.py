@@ -16,9 +16,10 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for name in ("reconstruct", "simulate", "benchmark", "validate", "train", "sample", "demo"):
+    names = ("reconstruct", "simulate", "benchmark", "validate", "score", "train", "sample", "pacs", "demo")
+    for name in names:
         assert name in out
-    assert len(SUBCOMMAND_MODULES) == 7
+    assert len(SUBCOMMAND_MODULES) == len(names)
 
 
 def test_console_entry_point_runs_as_module():
