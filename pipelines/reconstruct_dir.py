@@ -216,6 +216,9 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
     slices = [np.load(_slice_path(out, i)) for i in range(study.n_slices)]
     mean = np.stack([s["mean"] for s in slices])
     std = np.stack([s["std"] for s in slices])
+    std_calibration = None
+    if prior is not None and settings.get("samples", 1) > 1:
+        std, std_calibration = calibrated_std(std, str(settings["prior"]), int(settings["samples"]))
     reference = None
     if study.reference is not None:
         try:
@@ -242,8 +245,11 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
     )
     wrote_std = settings.get("samples", 1) > 1
     if wrote_std:
+        std_extra = dict(extra)
+        if std_calibration and std_calibration["calibrated"]:
+            std_extra["std_scale"] = round(std_calibration["scale"], 3)  # the series holds the calibrated std
         write_std_series(std, out / "dicom_std", modality=modality, reference=reference, identity=study.identity,
-                         extra=extra, overwrite=True, **geometry)
+                         extra=std_extra, overwrite=True, **geometry)
     _write_preview(out / PREVIEW_FILE, study, settings, slices, mean, std if wrote_std else None)
     per_slice = []
     for i, s in enumerate(slices):
@@ -262,6 +268,7 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
         "outputs": {"dicom": "dicom", "dicom_std": "dicom_std" if wrote_std else None, "preview": PREVIEW_FILE},
         "slices": per_slice,
         "typicality": typicality,
+        "std_calibration": std_calibration,
         "versions": _versions(),
     }
     if study.ground_truth is not None:
@@ -273,6 +280,22 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
     if typicality is not None:
         warn_flagged(typicality)
     return report
+
+
+def calibrated_std(std: np.ndarray, prior_name: str, samples: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """``std`` times the prior's shipped calibration factor (:mod:`priors.calibration`), and what the
+    report says about it; the raw std where the prior has no calibration."""
+    from priors.calibration import load_std_calibration
+    from priors.typicality import prior_directory
+
+    cal = load_std_calibration(prior_directory(prior_name))
+    if cal is None:
+        return std, {"calibrated": False, "reason": "the prior ships no std calibration (uncertainty.json)"}
+    note = {"calibrated": True, "scale": cal.scale, "fitted_with_samples": cal.samples,
+            "coverage_on_validation": cal.coverage_calibrated}
+    if cal.samples != samples:
+        note["warning"] = f"fitted with {cal.samples} samples per slice, used with {samples}"
+    return std * np.float32(cal.scale), note
 
 
 def _start_images(slices: list) -> np.ndarray | None:

@@ -42,6 +42,9 @@ def test_contiguous_study_is_a_volume_by_default_and_resumes_per_chunk(study: Pa
     plan = _report(out)["settings"]["volume"]
     assert plan["on"] and plan["slice_spacing_mm"] == pytest.approx(5.0) and "contiguous" in plan["reason"]
     assert (out / "preview.png").stat().st_size > 0 and len(list((out / "dicom").glob("*.dcm"))) == 4
+    report = _report(out)
+    assert report["settings"]["samples"] > 1 and "calibrated" in report["std_calibration"]
+    assert report["typicality"] is not None
     # chunks of 3 with overlap 1 keep slices [0], [1], [2], [3]: lose slice 2 and rerun
     (out / "report.json").unlink()
     (out / ".slices" / "slice_0002.npz").unlink()
@@ -63,3 +66,22 @@ def test_no_volume_and_impossible_volume(study: Path, tmp_path: Path, capsys):
     out = tmp_path / "fbp"
     assert main(["reconstruct", str(study), "--out", str(out), "--method", "fbp", "--no-progress"]) == 0
     assert "no volume form" in _report(out)["settings"]["volume"]["reason"]
+
+
+def test_std_series_uses_the_priors_calibration(tmp_path: Path):
+    import numpy as np
+    import torch
+
+    from pipelines.reconstruct_dir import calibrated_std
+    from priors import CT_WINDOW, EDMPrior, preset, save_checkpoint
+    from priors.calibration import StdCalibration, save_std_calibration
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(EDMPrior(net_config=preset("tiny"), modality="ct", normalization=CT_WINDOW), tmp_path / "p")
+    std = np.full((2, 4, 4), 10.0, np.float32)
+    raw, note = calibrated_std(std, str(ckpt), samples=4)
+    assert note["calibrated"] is False and np.array_equal(raw, std)
+    save_std_calibration(StdCalibration(scale=1.5, samples=4), ckpt)
+    scaled, note = calibrated_std(std, str(ckpt), samples=2)
+    assert note["calibrated"] and note["scale"] == 1.5 and "2" in note["warning"]
+    assert np.allclose(scaled, 15.0)
