@@ -19,25 +19,52 @@ import torch
 from operators.noise import COUNT_FLOOR, counts_to_line_integrals
 from recon.errors import InputError
 from recon.io.arrays import load_array, real_float32
+from recon.io.projection_images import Projections
 
 
 def _line_integrals_from_counts(
-    counts: np.ndarray, acq: Mapping[str, Any], flat: float | np.ndarray | None
+    counts: np.ndarray, acq: Mapping[str, Any], flat: float | np.ndarray | None,
+    dark: float | np.ndarray | None = None,
 ) -> np.ndarray:
     """Raw counts ``[n, A, D]`` -> float32 line integrals by :func:`operators.noise.counts_to_line_integrals`.
 
-    Computed in float64; ``flat`` (a number or a loaded ``[D]`` / ``[A, D]`` array) replaces ``i0``.
+    Computed in float64; ``flat`` (a number or an array broadcastable to ``counts``) replaces
+    ``i0``; ``dark`` (same forms) replaces the sidecar's number.
     """
-    if isinstance(flat, np.ndarray):
-        flat = torch.from_numpy(flat.astype(np.float64))
+    def as_tensor(v: float | np.ndarray | None) -> float | torch.Tensor | None:
+        return torch.from_numpy(np.asarray(v, dtype=np.float64)) if isinstance(v, np.ndarray) else v
+
     p = counts_to_line_integrals(
         torch.from_numpy(np.asarray(counts, dtype=np.float64)),
         i0=acq.get("i0"),
-        dark=acq.get("dark", 0.0),
-        flat=flat,
+        dark=as_tensor(dark if dark is not None else acq.get("dark", 0.0)),
+        flat=as_tensor(flat),
         eps=acq.get("min_counts", COUNT_FLOOR),
     )
     return p.numpy().astype(np.float32)
+
+
+def line_integrals_from_projections(proj: Projections, acq: Mapping[str, Any], gpath: Path) -> np.ndarray:
+    """Projection counts ``[A, rows, D]`` -> float32 sinograms of line integrals ``[rows, A, D]``.
+
+    Detector row ``r`` becomes slice ``r``; each projection is corrected by the dark and flat
+    field it saw (:class:`recon.io.projection_images.Projections`).
+
+    Raises:
+        InputError: no flat field and no ``i0``, or a flat field not above the dark field, naming
+            the flat-field file (or the sidecar) and how many pixels are at fault.
+    """
+    counts = proj.counts.transpose(1, 0, 2)
+    dark = None if proj.dark is None else proj.dark.transpose(1, 0, 2)
+    flat = None if proj.flat is None else proj.flat.transpose(1, 0, 2)
+    if flat is None and acq.get("i0") is None:
+        raise InputError(gpath, "counts need a flat field: give 'flat' (or /exchange/data_white) or 'i0'")
+    ref = (flat - (dark if dark is not None else 0.0)) if flat is not None else np.asarray(acq["i0"])
+    bad = ref <= 0
+    if bad.any():
+        where = proj.flat_path or gpath
+        raise InputError(where, f"flat field not above the dark field at {int(bad.sum())} of {bad.size} pixel readings")
+    return _line_integrals_from_counts(counts, acq, flat, dark if dark is not None else 0.0)
 
 
 def line_integrals_from_sidecar_counts(

@@ -56,8 +56,9 @@ from operators.geometry import geometry_from_dict
 from recon.errors import InputError
 from recon.io.arrays import load_array, real_float32
 from recon.io.atomic import is_partial
+from recon.io.projection_images import read_projections
 from recon.io.sidecar import identity_and_reference
-from recon.io.sinogram_counts import line_integrals_from_sidecar_counts
+from recon.io.sinogram_counts import line_integrals_from_projections, line_integrals_from_sidecar_counts
 from recon.io.sinogram_sidecar import read_geometry_sidecar
 
 STACKED_NAMES = ("sinogram.npy", "sinogram.npz")
@@ -191,6 +192,22 @@ def _load_per_slice(per_slice: list[Path], n_angles: int, n_det: int) -> tuple[n
     return np.stack(arrays), [p.stem for p in per_slice]
 
 
+def _load_projections(
+    root: Path, sidecar: dict[str, Any], gpath: Path, acq: dict[str, Any], n_angles: int, n_det: int
+) -> tuple[np.ndarray, list[str]]:
+    """Projection images -> float32 line integrals ``[rows, A, D]`` labelled ``row_0000``, ... (detector row = slice)."""
+    proj = read_projections(root, sidecar, gpath, n_angles, n_det)
+    if acq["values"] == "counts":
+        data = line_integrals_from_projections(proj, acq, gpath)
+    else:
+        data = np.ascontiguousarray(proj.counts.transpose(1, 0, 2))
+    acq["projections"] = {"source": proj.source.name, "rows": int(data.shape[0]),
+                          "dark_frames": "per projection" if proj.dark is not None and proj.dark.shape[0] > 1 else "mean",
+                          "flat_frames": "per projection" if proj.flat is not None and proj.flat.shape[0] > 1 else "mean"}
+    start = sidecar.get("rows", [0])[0]
+    return data, [f"row_{start + r:04d}" for r in range(data.shape[0])]
+
+
 def read_sinogram_dir(path: str | Path) -> SinogramStudy:
     """Read and validate a sinogram directory (see the module docstring for the format).
 
@@ -211,15 +228,18 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
     slices_field = sidecar.get("slices")
     if slices_field is not None and not (isinstance(slices_field, list) and all(isinstance(s, str) for s in slices_field)):
         raise InputError(gpath, "field 'slices' must be a list of strings")
-    stacked, per_slice = _find_data(root, sidecar, gpath)
-    if stacked is not None:
-        data, names = _load_stacked(stacked, slices_field, gpath, n_angles, n_det)
+    if "projections" in sidecar:
+        data, names = _load_projections(root, sidecar, gpath, acq, n_angles, n_det)
     else:
-        data, names = _load_per_slice(per_slice, n_angles, n_det)
-    if data.shape[0] == 0:
-        raise InputError(stacked or root, "no slices in the data")
-    if acq["values"] == "counts":
-        data = line_integrals_from_sidecar_counts(data, acq, root, gpath)
+        stacked, per_slice = _find_data(root, sidecar, gpath)
+        if stacked is not None:
+            data, names = _load_stacked(stacked, slices_field, gpath, n_angles, n_det)
+        else:
+            data, names = _load_per_slice(per_slice, n_angles, n_det)
+        if data.shape[0] == 0:
+            raise InputError(stacked or root, "no slices in the data")
+        if acq["values"] == "counts":
+            data = line_integrals_from_sidecar_counts(data, acq, root, gpath)
 
     identity, reference = identity_and_reference(root, sidecar, gpath)
     return SinogramStudy(

@@ -5,7 +5,10 @@ them; ``angles`` is a list of radians or ``{"start", "stop", "count"}`` (stop ex
 acquisition keys say what the data are: ``values`` (``"line_integrals"`` or ``"counts"``), and
 for counts ``i0`` (photons per reading above the dark level), ``dark``, ``flat`` (a number or a
 ``.npy`` file name), ``min_counts`` (photon floor of the log transform), plus a free-form
-``noise`` record. The full format is in :mod:`recon.io.sinogram_read` and ``docs/file-formats.md``.
+``noise`` record. ``angle_unit`` (``"radian"``, the default, or ``"degree"``) applies to every
+form of ``angles``, which may also name a text or ``.npy`` file (:mod:`recon.io.angle_files`).
+Projection-image data (``projections``) are read by :mod:`recon.io.projection_images`. The full
+format is in :mod:`recon.io.sinogram_read` and ``docs/file-formats.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Any
 
 from operators.geometry import geometry_from_dict
 from recon.errors import InputError
+from recon.io.angle_files import angle_unit, read_angle_file
+from recon.io.data_exchange import HDF5_SUFFIXES, read_hdf5_theta
 from recon.io.sidecar import load_json_object
 
 log = logging.getLogger(__name__)
@@ -25,9 +30,10 @@ log = logging.getLogger(__name__)
 GEOMETRY_FILE = "geometry.json"
 _GEOMETRY_KEYS = ("type", "image_size", "pixel_size_mm", "angles", "n_detectors", "detector_spacing_mm",
                   "source_origin_mm", "origin_detector_mm")
-_ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts")
+_ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts", "dark_at", "flat_at")
 _OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "units", "source",
-               "angles_rad", "image", "ground_truth", "simulation", "slice_spacing_mm")
+               "angles_rad", "image", "ground_truth", "simulation", "slice_spacing_mm", "angle_unit",
+               "projections", "rows")
 
 
 def _number(
@@ -63,6 +69,29 @@ def expand_angles(spec: Any, where: Path | None = None) -> list[float]:
             raise InputError(where, "field 'angles' must be a non-empty list of finite numbers (radians)")
         return [float(x) for x in spec]
     raise InputError(where, f"field 'angles' is {type(spec).__name__}, expected a list of radians or {{start, stop, count}}")
+
+
+def resolve_angles(sidecar: Mapping[str, Any], root: Path, gpath: Path) -> dict[str, Any]:
+    """A copy of ``sidecar`` whose ``angles`` are radians: files read, ``angle_unit`` applied.
+
+    ``angles`` may be a list, ``{"start", "stop", "count"}``, a file name (``.txt``/``.csv``/``.npy``)
+    or ``{"file", "skip", "count"}``; without ``angles`` an HDF5 ``projections`` file supplies
+    ``/exchange/theta``. ``angle_unit`` is ``"radian"`` (default) or ``"degree"``.
+    """
+    d = dict(sidecar)
+    unit = angle_unit(d.get("angle_unit"), gpath)
+    spec = d.get("angles", d.get("angles_rad"))
+    if spec is None and isinstance(d.get("projections"), str) and Path(d["projections"]).suffix.lower() in HDF5_SUFFIXES:
+        spec, file_unit = read_hdf5_theta(root / d["projections"])
+        unit = unit if "angle_unit" in d else file_unit
+    if spec is None:
+        return d
+    if isinstance(spec, str) or (isinstance(spec, Mapping) and "file" in spec):
+        spec = read_angle_file(spec, root, gpath)
+    angles = expand_angles(spec, gpath)
+    d.pop("angles_rad", None)
+    d["angles"] = [a * math.pi / 180.0 for a in angles] if unit == "degree" else angles
+    return d
 
 
 def validate_geometry(sidecar: Mapping[str, Any], where: Path | None = None) -> dict[str, Any]:
@@ -132,18 +161,27 @@ def acquisition_fields(gpath: Path, sidecar: Mapping[str, Any]) -> dict[str, Any
         raise InputError(gpath, f"field 'values' is {values!r}, expected 'line_integrals' or 'counts'")
     acq: dict[str, Any] = {"values": values}
     i0 = _number(gpath, sidecar, "i0", positive=True)
-    dark = _number(gpath, sidecar, "dark")
+    dark = None if isinstance(sidecar.get("dark"), (str, list)) else _number(gpath, sidecar, "dark")
     if i0 is not None:
         acq["i0"] = i0
     if dark is not None:
         acq["dark"] = dark
-    flat = sidecar.get("flat")
-    if flat is not None:
-        if isinstance(flat, str):
-            acq["flat"] = flat  # a file name, resolved when reading
-        else:
-            acq["flat"] = _number(gpath, sidecar, "flat", positive=True)
-    if values == "counts" and i0 is None and flat is None:
+    for key in ("dark", "flat"):
+        v = sidecar.get(key)
+        if isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(x, str) for x in v)):
+            acq[key] = v  # file name(s), resolved when reading
+        elif v is not None and key == "flat":
+            acq[key] = _number(gpath, sidecar, key, positive=True)
+    flat = acq.get("flat")
+    for key in ("dark_at", "flat_at"):
+        if key in sidecar:
+            at = sidecar[key]
+            if not (isinstance(at, list) and at and all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in at)):
+                raise InputError(gpath, f"field '{key}' must be a non-empty list of projection indices")
+            acq[key] = [float(x) for x in at]
+    # Projection files may carry their own flat field (HDF5 data exchange); checked when read.
+    if values == "counts" and i0 is None and flat is None and "projections" not in sidecar:
         raise InputError(gpath, "values are 'counts' but neither 'i0' nor 'flat' is given")
     if "noise" in sidecar:
         acq["noise"] = sidecar["noise"]
@@ -162,7 +200,7 @@ def read_geometry_sidecar(root: Path) -> tuple[Path, dict[str, Any], dict[str, A
     """
     gpath = root / GEOMETRY_FILE
     sidecar = load_json_object(gpath, "geometry.json sidecar")
-    geometry = validate_geometry(sidecar, gpath)
+    geometry = validate_geometry(resolve_angles(sidecar, root, gpath), gpath)
     acq = acquisition_fields(gpath, sidecar)
     unknown = sorted(set(sidecar) - set(_GEOMETRY_KEYS) - set(_ACQ_KEYS) - set(_OTHER_KEYS))
     if unknown:
