@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from operators.cpu import apply_thread_budget
 from pipelines import benchmark, demo, pacs, reconstruct_dir, sample, score, simulate, train, validate
 from recon.errors import InputError
 
@@ -45,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in SUBCOMMAND_MODULES:
         module.register(sub)
+    for command in sub.choices.values():
+        command.add_argument("--threads", type=int, default=None,
+                             help="CPU threads for torch, BLAS and the Radon backends "
+                                  "(default: OMP_NUM_THREADS, else the cores available to this process)")
     return parser
 
 
@@ -56,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_INPUT_ERROR
     try:
+        apply_thread_budget(args.threads)
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("recon: interrupted; run the same command again to resume", file=sys.stderr)
