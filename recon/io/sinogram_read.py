@@ -30,6 +30,11 @@ Layout::
                                            #   of [n_detectors] or [n_angles, n_detectors];
                                            #   default i0 + dark
       "min_counts": 0.1,                   # counts: photon floor of the log (default COUNT_FLOOR)
+      "angle_unit": "radian",              # or "degree"; angles may also name a .txt/.npy file
+      "projections": "tiffs",              # optional: projection images instead of sinograms
+                                           #   (recon.io.projection_images)
+      "center_of_rotation": "auto",        # optional: axis offset in detector pixels, or "auto"
+                                           #   (parallel beam; recon.io.axis_correction)
       "noise": {...},                      # optional free-form record of simulated noise
       "data": "sinogram.npy",              # optional: data file name (default: found by name)
       "slices": ["slice_0000.npy", ...],   # optional: per-slice file order, or stacked labels
@@ -56,6 +61,7 @@ from operators.geometry import geometry_from_dict
 from recon.errors import InputError
 from recon.io.arrays import load_array, real_float32
 from recon.io.atomic import is_partial
+from recon.io.axis_correction import apply_center_of_rotation, parse_center_of_rotation
 from recon.io.projection_images import read_projections
 from recon.io.sidecar import identity_and_reference
 from recon.io.sinogram_counts import line_integrals_from_projections, line_integrals_from_sidecar_counts
@@ -77,7 +83,10 @@ class SinogramStudy:
         data: float32 ``[n_slices, 1, n_angles, n_detectors]`` line integrals.
         slice_names: one label per slice (file stem for per-slice layouts).
         acquisition: ``values`` as stored (``"line_integrals"``/``"counts"``), ``i0``, ``dark``,
-            ``flat``, ``noise`` as given (absent keys omitted).
+            ``flat``, ``noise`` as given (absent keys omitted); for projection images
+            ``projections`` (source, rows, how dark/flat frames were used); with
+            ``center_of_rotation`` the applied offset and its check
+            (:func:`recon.io.axis_correction.apply_center_of_rotation`).
         identity: patient/study identity from the sidecar or a referenced identity JSON, else None.
         reference: the referenced DICOM directory (resolved), or None.
         path: the directory.
@@ -240,6 +249,11 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
             raise InputError(stacked or root, "no slices in the data")
         if acq["values"] == "counts":
             data = line_integrals_from_sidecar_counts(data, acq, root, gpath)
+
+    cor = parse_center_of_rotation(sidecar.get("center_of_rotation"), gpath, geometry["type"])
+    if cor is not None:
+        data, acq["center_of_rotation"] = apply_center_of_rotation(
+            data, np.asarray(geometry["angles"]), geometry, cor, gpath)
 
     identity, reference = identity_and_reference(root, sidecar, gpath)
     return SinogramStudy(

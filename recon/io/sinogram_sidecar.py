@@ -33,7 +33,7 @@ _GEOMETRY_KEYS = ("type", "image_size", "pixel_size_mm", "angles", "n_detectors"
 _ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts", "dark_at", "flat_at")
 _OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "units", "source",
                "angles_rad", "image", "ground_truth", "simulation", "slice_spacing_mm", "angle_unit",
-               "projections", "rows")
+               "projections", "rows", "center_of_rotation")
 
 
 def _number(
