@@ -14,7 +14,8 @@ for HDF5 they default to ``/exchange/data_dark`` and ``/exchange/data_white``. S
 averaged; with ``dark_at``/``flat_at`` (the projection index at which each frame was taken, e.g.
 ``[0, 0, 180, 180]`` for two frames before and two after a 180-projection scan) the field seen by
 projection ``k`` is interpolated linearly in index between the frames around it, which follows a
-beam that drifts during the scan. ``rows: [start, stop]`` keeps only those detector rows.
+beam that drifts during the scan. ``rows: [start, stop]`` keeps only those detector rows. Dead and
+hot pixels are found and interpolated after the log transform (:mod:`recon.io.detector_defects`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import torch
 from operators.noise import COUNT_FLOOR, counts_to_line_integrals
 from recon.errors import InputError
 from recon.io.arrays import load_array, real_float32
+from recon.io.detector_defects import MAX_DEFECT_FRACTION, defect_mask, interpolate_defects
 from recon.io.projection_images import Projections
 
 
@@ -44,27 +45,49 @@ def _line_integrals_from_counts(
     return p.numpy().astype(np.float32)
 
 
-def line_integrals_from_projections(proj: Projections, acq: Mapping[str, Any], gpath: Path) -> np.ndarray:
+def line_integrals_from_projections(
+    proj: Projections, acq: Mapping[str, Any], gpath: Path
+) -> tuple[np.ndarray, dict[str, Any] | None]:
     """Projection counts ``[A, rows, D]`` -> float32 sinograms of line integrals ``[rows, A, D]``.
 
     Detector row ``r`` becomes slice ``r``; each projection is corrected by the dark and flat
-    field it saw (:class:`recon.io.projection_images.Projections`).
+    field it saw (:class:`recon.io.projection_images.Projections`). Dead and hot pixels
+    (:mod:`recon.io.detector_defects`) are interpolated along the detector afterwards.
+
+    Returns:
+        ``(line integrals, defects)``: ``defects`` is ``{"pixels": n, "first": [[row, col], ...]}``
+        when any pixel was interpolated, else None.
 
     Raises:
-        InputError: no flat field and no ``i0``, or a flat field not above the dark field, naming
-            the flat-field file (or the sidecar) and how many pixels are at fault.
+        InputError: no flat field and no ``i0``, or a flat field not above the dark field at more
+            than :data:`~recon.io.detector_defects.MAX_DEFECT_FRACTION` of the pixels, naming the
+            flat-field file (or the sidecar) and how many readings are at fault.
     """
     counts = proj.counts.transpose(1, 0, 2)
     dark = None if proj.dark is None else proj.dark.transpose(1, 0, 2)
     flat = None if proj.flat is None else proj.flat.transpose(1, 0, 2)
     if flat is None and acq.get("i0") is None:
         raise InputError(gpath, "counts need a flat field: give 'flat' (or /exchange/data_white) or 'i0'")
-    ref = (flat - (dark if dark is not None else 0.0)) if flat is not None else np.asarray(acq["i0"])
-    bad = ref <= 0
-    if bad.any():
-        where = proj.flat_path or gpath
-        raise InputError(where, f"flat field not above the dark field at {int(bad.sum())} of {bad.size} pixel readings")
-    return _line_integrals_from_counts(counts, acq, flat, dark if dark is not None else 0.0)
+    mask = defect_mask(proj.dark, proj.flat, proj.saturation)
+    if mask is not None and mask.mean() > MAX_DEFECT_FRACTION:
+        bad = int(((flat - (dark if dark is not None else 0.0)) <= 0).sum())
+        raise InputError(proj.flat_path or gpath, f"flat field not above the dark field at {bad} readings "
+                         f"({int(mask.sum())} of {mask.size} pixels dead or saturated; at most "
+                         f"{MAX_DEFECT_FRACTION:.0%} are interpolated)")
+    defects = None
+    if mask is not None and mask.any():
+        # any positive reference does: these columns are overwritten by interpolation below
+        flat = np.where(mask[:, None], (dark if dark is not None else 0.0) + 1.0, flat)
+        first = np.argwhere(mask)[:20]
+        defects = {"pixels": int(mask.sum()), "first": [[int(r), int(c)] for r, c in first]}
+    if flat is not None:
+        ref = flat - (dark if dark is not None else 0.0)
+        if np.any(ref <= 0):
+            raise InputError(proj.flat_path or gpath, f"flat field not above the dark field at {int((ref <= 0).sum())} readings")
+    p = _line_integrals_from_counts(counts, acq, flat, dark if dark is not None else 0.0)
+    if defects is not None:
+        p = interpolate_defects(p, mask)
+    return p, defects
 
 
 def line_integrals_from_sidecar_counts(

@@ -35,6 +35,8 @@ Layout::
                                            #   (recon.io.projection_images)
       "center_of_rotation": "auto",        # optional: axis offset in detector pixels, or "auto"
                                            #   (parallel beam; recon.io.axis_correction)
+      "ring_removal": {"method": "sorting", "size": 21},  # optional stripe removal (or true)
+                                           #   (recon.io.stripe_removal)
       "noise": {...},                      # optional free-form record of simulated noise
       "data": "sinogram.npy",              # optional: data file name (default: found by name)
       "slices": ["slice_0000.npy", ...],   # optional: per-slice file order, or stacked labels
@@ -66,6 +68,7 @@ from recon.io.projection_images import read_projections
 from recon.io.sidecar import identity_and_reference
 from recon.io.sinogram_counts import line_integrals_from_projections, line_integrals_from_sidecar_counts
 from recon.io.sinogram_sidecar import read_geometry_sidecar
+from recon.io.stripe_removal import remove_stripes_sorting
 
 STACKED_NAMES = ("sinogram.npy", "sinogram.npz")
 SLICE_SUFFIXES = (".npy", ".npz", ".tif", ".tiff")
@@ -207,7 +210,9 @@ def _load_projections(
     """Projection images -> float32 line integrals ``[rows, A, D]`` labelled ``row_0000``, ... (detector row = slice)."""
     proj = read_projections(root, sidecar, gpath, n_angles, n_det)
     if acq["values"] == "counts":
-        data = line_integrals_from_projections(proj, acq, gpath)
+        data, defects = line_integrals_from_projections(proj, acq, gpath)
+        if defects is not None:
+            acq["defects_interpolated"] = defects
     else:
         data = np.ascontiguousarray(proj.counts.transpose(1, 0, 2))
     acq["projections"] = {"source": proj.source.name, "rows": int(data.shape[0]),
@@ -250,6 +255,9 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
         if acq["values"] == "counts":
             data = line_integrals_from_sidecar_counts(data, acq, root, gpath)
 
+    # Stripes are tied to detector pixels, so they go before the axis shift moves the pixels.
+    if "ring_removal" in acq:
+        data = remove_stripes_sorting(data, acq["ring_removal"]["size"])
     cor = parse_center_of_rotation(sidecar.get("center_of_rotation"), gpath, geometry["type"])
     if cor is not None:
         data, acq["center_of_rotation"] = apply_center_of_rotation(

@@ -24,13 +24,14 @@ from recon.errors import InputError
 from recon.io.angle_files import angle_unit, read_angle_file
 from recon.io.data_exchange import HDF5_SUFFIXES, read_hdf5_theta
 from recon.io.sidecar import load_json_object
+from recon.io.stripe_removal import DEFAULT_SIZE
 
 log = logging.getLogger(__name__)
 
 GEOMETRY_FILE = "geometry.json"
 _GEOMETRY_KEYS = ("type", "image_size", "pixel_size_mm", "angles", "n_detectors", "detector_spacing_mm",
                   "source_origin_mm", "origin_detector_mm")
-_ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts", "dark_at", "flat_at")
+_ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts", "dark_at", "flat_at", "ring_removal")
 _OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "units", "source",
                "angles_rad", "image", "ground_truth", "simulation", "slice_spacing_mm", "angle_unit",
                "projections", "rows", "center_of_rotation")
@@ -187,7 +188,28 @@ def acquisition_fields(gpath: Path, sidecar: Mapping[str, Any]) -> dict[str, Any
         acq["noise"] = sidecar["noise"]
     if "min_counts" in sidecar:
         acq["min_counts"] = _number(gpath, sidecar, "min_counts", positive=True)
+    rings = ring_removal_setting(sidecar.get("ring_removal"), gpath)
+    if rings is not None:
+        acq["ring_removal"] = rings
     return acq
+
+
+def ring_removal_setting(value: Any, gpath: Path) -> dict[str, Any] | None:
+    """The ``ring_removal`` field: ``true``, ``"sorting"`` or ``{"method": "sorting", "size": n}``.
+
+    Returns ``{"method": "sorting", "size": n}`` (Vo et al. 2018, :mod:`recon.io.stripe_removal`;
+    ``size`` defaults to :data:`~recon.io.stripe_removal.DEFAULT_SIZE`), or None when off.
+    """
+    if value is None or value is False:
+        return None
+    if value is True or value == "sorting":
+        value = {"method": "sorting"}
+    if not isinstance(value, Mapping) or value.get("method", "sorting") != "sorting":
+        raise InputError(gpath, f"field 'ring_removal' is {value!r}, expected true or {{'method': 'sorting', 'size': n}}")
+    size = value.get("size", DEFAULT_SIZE)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 3:
+        raise InputError(gpath, f"field 'ring_removal': size is {size!r}, expected an integer >= 3 (detector pixels)")
+    return {"method": "sorting", "size": size}
 
 
 def read_geometry_sidecar(root: Path) -> tuple[Path, dict[str, Any], dict[str, Any], dict[str, Any]]:

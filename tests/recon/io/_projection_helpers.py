@@ -15,35 +15,42 @@ from operators.radon import radon_from_geometry
 N_ANGLES, N_DET, SIZE, ROWS = 90, 64, 48, 3
 
 
-def geometry_dict(n_angles: int = N_ANGLES) -> dict:
-    return {"type": "parallel", "image_size": [SIZE, SIZE], "pixel_size_mm": 1.0,
+def geometry_dict(n_angles: int = N_ANGLES, n_det: int = N_DET, size: int = SIZE) -> dict:
+    return {"type": "parallel", "image_size": [size, size], "pixel_size_mm": 1.0,
             "angles": {"start": 0.0, "stop": math.pi, "count": n_angles},
-            "n_detectors": N_DET, "detector_spacing_mm": 1.0}
+            "n_detectors": n_det, "detector_spacing_mm": 1.0}
 
 
-def phantom(rows: int = ROWS) -> np.ndarray:
-    """``[rows, SIZE, SIZE]`` attenuation (1/mm): an off-centre disc with small inserts, one per row."""
-    y, x = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2
+def phantom(rows: int = ROWS, size: int = SIZE) -> np.ndarray:
+    """``[rows, size, size]`` attenuation (1/mm): an off-centre disc with small inserts, one per row.
+
+    Lengths scale with ``size`` (48 by default); attenuation scales as ``48 / size`` so the line
+    integrals stay the same.
+    """
+    y, x = (np.mgrid[:size, :size] - (size - 1) / 2) * (SIZE / size)
     out = []
     for r in range(rows):
         img = 0.02 * ((x - 3) ** 2 + (y + 2) ** 2 < 16 ** 2)
         img += 0.03 * ((x + 6 - r) ** 2 + (y - 4) ** 2 < 4 ** 2)
         img += 0.04 * (np.abs(x - 8) < 2) * (np.abs(y + r) < 5)
-        out.append(img)
+        out.append(img * SIZE / size)
     return np.stack(out).astype(np.float32)
 
 
-def line_integrals(images: np.ndarray, n_angles: int = N_ANGLES) -> np.ndarray:
+def _operator(n_angles: int, n_det: int, size: int):  # noqa: ANN202 - a RadonTransform
+    return radon_from_geometry(ParallelGeometry.from_dict({**geometry_dict(n_angles, n_det, size),
+                                                           "angles": list(np.arange(n_angles) * math.pi / n_angles)}))
+
+
+def line_integrals(images: np.ndarray, n_angles: int = N_ANGLES, n_det: int = N_DET) -> np.ndarray:
     """``[rows, A, D]`` line integrals of ``images`` ``[rows, H, W]``."""
-    op = radon_from_geometry(ParallelGeometry.from_dict({**geometry_dict(n_angles),
-                                                         "angles": list(np.arange(n_angles) * math.pi / n_angles)}))
+    op = _operator(n_angles, n_det, images.shape[-1])
     return op(torch.from_numpy(images)[:, None]).numpy()[:, 0].astype(np.float64)
 
 
-def fbp(sino: np.ndarray) -> np.ndarray:
-    """FBP ``[rows, H, W]`` of sinograms ``[rows, A, D]`` over [0, pi)."""
-    n = sino.shape[1]
-    op = radon_from_geometry(ParallelGeometry.from_dict({**geometry_dict(n), "angles": list(np.arange(n) * math.pi / n)}))
+def fbp(sino: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """FBP ``[rows, size, size]`` of sinograms ``[rows, A, D]`` over [0, pi)."""
+    op = _operator(sino.shape[1], sino.shape[2], size)
     return op.pinv(torch.from_numpy(np.ascontiguousarray(sino, dtype=np.float32))[:, None]).numpy()[:, 0]
 
 
