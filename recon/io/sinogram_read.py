@@ -31,6 +31,7 @@ Layout::
                                            #   default i0 + dark
       "min_counts": 0.1,                   # counts: photon floor of the log (default COUNT_FLOOR)
       "angle_unit": "radian",              # or "degree"; angles may also name a .txt/.npy file
+      "units": "per_mm",                   # or "per_pixel": uncalibrated attenuation, no HU
       "projections": "tiffs",              # optional: projection images instead of sinograms
                                            #   (recon.io.projection_images)
       "center_of_rotation": "auto",        # optional: axis offset in detector pixels, or "auto"
@@ -109,6 +110,16 @@ class SinogramStudy:
     def angles(self) -> np.ndarray:
         """Projection angles, float64 radians ``[n_angles]``."""
         return np.asarray(self.geometry["angles"], dtype=np.float64)
+
+    @property
+    def units(self) -> str:
+        """``"per_mm"`` (attenuation in 1/mm, convertible to HU) or ``"per_pixel"`` (uncalibrated, no HU)."""
+        return str(self.acquisition.get("units", "per_mm"))
+
+    @property
+    def hu_calibrated(self) -> bool:
+        """Whether reconstructions of these data may be shown and stored in Hounsfield units."""
+        return self.units == "per_mm"
 
     @property
     def n_slices(self) -> int:

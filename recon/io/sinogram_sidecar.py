@@ -31,8 +31,11 @@ log = logging.getLogger(__name__)
 GEOMETRY_FILE = "geometry.json"
 _GEOMETRY_KEYS = ("type", "image_size", "pixel_size_mm", "angles", "n_detectors", "detector_spacing_mm",
                   "source_origin_mm", "origin_detector_mm")
-_ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts", "dark_at", "flat_at", "ring_removal")
-_OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "units", "source",
+_ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts", "dark_at", "flat_at", "ring_removal", "units")
+#: ``units`` of the line integrals' attenuation: ``per_mm`` (calibrated, convertible to HU) or
+#: ``per_pixel`` (uncalibrated: attenuation per detector pixel, no HU).
+UNITS = ("per_mm", "per_pixel")
+_OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "source",
                "angles_rad", "image", "ground_truth", "simulation", "slice_spacing_mm", "angle_unit",
                "projections", "rows", "center_of_rotation")
 
@@ -188,6 +191,10 @@ def acquisition_fields(gpath: Path, sidecar: Mapping[str, Any]) -> dict[str, Any
         acq["noise"] = sidecar["noise"]
     if "min_counts" in sidecar:
         acq["min_counts"] = _number(gpath, sidecar, "min_counts", positive=True)
+    if "units" in sidecar:
+        if sidecar["units"] not in UNITS:
+            raise InputError(gpath, f"field 'units' is {sidecar['units']!r}, expected 'per_mm' or 'per_pixel'")
+        acq["units"] = sidecar["units"]
     rings = ring_removal_setting(sidecar.get("ring_removal"), gpath)
     if rings is not None:
         acq["ring_removal"] = rings

@@ -117,3 +117,17 @@ def test_bad_inputs_one_line_naming_the_file(tmp_path, truth, change, named):
         read_sinogram_dir(tmp_path)
     msg = str(e.value)
     assert named in msg and "\n" not in msg
+
+
+def test_units(tmp_path, truth):
+    np.save(tmp_path / "sinogram.npy", truth.astype(np.float32))
+    write_sidecar(tmp_path, values="line_integrals")
+    s = read_sinogram_dir(tmp_path)
+    assert s.units == "per_mm" and s.hu_calibrated
+    write_sidecar(tmp_path, values="line_integrals", units="per_pixel")
+    s = read_sinogram_dir(tmp_path)
+    assert s.units == "per_pixel" and not s.hu_calibrated
+    write_sidecar(tmp_path, values="line_integrals", units="HU")
+    with pytest.raises(InputError, match="field 'units'") as e:
+        read_sinogram_dir(tmp_path)
+    assert "geometry.json" in str(e.value)
