@@ -57,8 +57,9 @@ def half_turn(sino: np.ndarray, angles: np.ndarray) -> np.ndarray:
 def _wedge_mask(n_rows: int, n_cols: int, radius: float, drop: int) -> np.ndarray:
     """The double-wedge region ``[n_rows, n_cols]`` of the centred 2-D spectrum (Vo et al. 2014, Fig. 3).
 
-    ``radius`` is the object's radius in pixels as a fraction-free count; rows within ``drop`` of
-    the zero angular frequency are left out because low frequencies carry the object itself.
+    ``radius`` (detector pixels) sets the wedge's opening: an object of that radius puts no
+    energy outside it at the right shift. Rows within ``drop`` of the zero angular frequency are
+    left out because low frequencies carry the object itself.
     """
     du = 1.0 / n_cols
     dv = (n_rows - 1.0) / (n_rows * 2.0 * math.pi)

@@ -102,12 +102,17 @@ def line_integrals_from_sidecar_counts(
         gpath: the sidecar, named in errors about the acquisition fields.
 
     Raises:
-        InputError: a flat-field file that is unreadable, non-finite or of the wrong shape, or a
+        InputError: dark/flat frame files without ``projections``, a flat-field file that is
+            unreadable, non-finite or of the wrong shape, or a
             reference intensity (``flat - dark``, or ``i0``) that is not positive.
     """
     n_angles, n_det = counts.shape[1:]
     dark = acq.get("dark", 0.0)
     flat: Any = acq.get("flat")
+    # dark and flat frames given as image files belong to projection images (recon.io.projection_images)
+    if not isinstance(dark, float) or isinstance(flat, list):
+        raise InputError(gpath, "dark/flat frame files need 'projections'; for sinograms 'dark' is a number "
+                         "and 'flat' a number or one .npy")
     if isinstance(flat, str):
         fpath = root / flat
         flat = real_float32(fpath, load_array(fpath, key="flat"))

@@ -131,3 +131,11 @@ def test_units(tmp_path, truth):
     with pytest.raises(InputError, match="field 'units'") as e:
         read_sinogram_dir(tmp_path)
     assert "geometry.json" in str(e.value)
+
+
+def test_frame_files_need_projections(tmp_path, truth):
+    np.save(tmp_path / "sinogram.npy", np.exp(-truth).astype(np.float32))
+    write_sidecar(tmp_path, dark="dark.tif", i0=1.0)
+    with pytest.raises(InputError, match="need 'projections'") as e:
+        read_sinogram_dir(tmp_path)
+    assert "geometry.json" in str(e.value)
