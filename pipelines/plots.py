@@ -195,10 +195,14 @@ def _finite(v: Any) -> bool:
 
 
 def display_range(reference: np.ndarray, modality: str) -> tuple[float, float]:
-    """Grey-scale range of a panel: the soft-tissue window for CT, ``[0, p99.9]`` of the reference for MR."""
+    """Grey-scale range of a panel: the soft-tissue window for CT, ``[0, p99.9]`` of the reference for MR,
+    ``[p0.5, p99.5]`` of the data for ``"attenuation"`` (CT data that are not HU-calibrated)."""
     if modality == "ct":
         c, w = CT_DISPLAY_WINDOW
         return c - w / 2, c + w / 2
+    if modality == "attenuation":
+        lo, hi = (float(v) for v in np.percentile(reference, [0.5, 99.5]))
+        return lo, hi if hi > lo else lo + 1.0
     hi = float(np.percentile(np.abs(reference), MR_PERCENTILE))
     return 0.0, hi if hi > 0 else 1.0
 

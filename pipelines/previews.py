@@ -21,7 +21,8 @@ __all__ = ["slice_preview", "volume_preview"]
 def slice_preview(path: Path, mean: np.ndarray, std: np.ndarray | None, modality: str) -> Path:
     """Up to four evenly spread slices of ``mean [n, H, W]`` (and ``std``, same shape) in one PNG.
 
-    ``modality``: ``"ct"`` (HU, soft-tissue window) or ``"mr"`` (magnitude).
+    ``modality``: ``"ct"`` (HU, soft-tissue window), ``"mr"`` (magnitude) or ``"attenuation"``
+    (uncalibrated CT, windowed from the data): :func:`pipelines.plots.display_range`.
     """
     plt = pyplot()
     n = mean.shape[0]

@@ -310,14 +310,16 @@ def _write_preview(path: Path, study: Study, settings: dict[str, Any], slices: l
                    std: np.ndarray | None) -> None:
     """Reformats beside the classical start image for a volume, a few slices otherwise."""
     plan = settings.get("volume") or {}
+    # uncalibrated attenuation (no HU): window from the data, not the soft-tissue window
+    display = study.modality if study.description.get("hu_calibrated", True) else "attenuation"
     if not plan.get("on"):
-        slice_preview(path, mean, std, study.modality)
+        slice_preview(path, mean, std, display)
         return
     rows = {settings["method"]: mean}
     start = _start_images(slices)
     if start is not None:
         rows = {f"start ({settings.get('init') or 'classical'})": start, **rows}
-    volume_preview(path, rows, study.modality, slice_spacing_mm=plan["slice_spacing_mm"],
+    volume_preview(path, rows, display, slice_spacing_mm=plan["slice_spacing_mm"],
                    pixel_spacing_mm=study.pixel_spacing_mm[0])
 
 

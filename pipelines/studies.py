@@ -24,6 +24,9 @@ from recon.io.sinogram_sidecar import GEOMETRY_FILE
 
 GROUND_TRUTH_KEY = "ground_truth"
 
+#: What the sinogram reader did to measured projections, carried into the report.
+CORRECTION_RECORDS = ("projections", "center_of_rotation", "defects_interpolated", "ring_removal", "units")
+
 
 @dataclass
 class Study:
@@ -173,7 +176,9 @@ def _ct_study(path: Path) -> Study:
         ground_truth=_ground_truth(path, study.sidecar, study.n_slices),
         pixel_spacing_mm=(px, px),
         path=path,
-        description={"type": geometry.kind, "views": geometry.n_angles, "i0": i0},
+        description={"type": geometry.kind, "views": geometry.n_angles, "i0": i0,
+                     "hu_calibrated": study.hu_calibrated,
+                     **{k: study.acquisition[k] for k in CORRECTION_RECORDS if k in study.acquisition}},
         slice_spacing_mm=stack_spacing(study.sidecar.get("slice_spacing_mm"), study.reference, study.n_slices),
     )
 

@@ -146,3 +146,22 @@ def test_method_options_from_the_command_line(ct_study: Path, tmp_path: Path, ca
     assert rc != 0 and not bad.exists()
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "zeta" in err[0] and "filter" in err[0]
+
+
+def test_uncalibrated_data_are_reported_and_windowed_from_the_data(ct_study: Path, tmp_path: Path):
+    import shutil
+
+    from pipelines.plots import display_range
+
+    study = tmp_path / "per_pixel"
+    shutil.copytree(ct_study, study)
+    sidecar = json.loads((study / "geometry.json").read_text())
+    sidecar["units"] = "per_pixel"
+    (study / "geometry.json").write_text(json.dumps(sidecar))
+    out = tmp_path / "fbp"
+    assert main(["reconstruct", str(study), "--out", str(out), "--method", "fbp", "--no-progress"]) == 0
+    acquisition = json.loads((out / "report.json").read_text())["acquisition"]
+    assert acquisition["hu_calibrated"] is False and acquisition["units"] == "per_pixel"
+    img = np.load(out / ".slices" / "slice_0000.npz")["mean"]
+    lo, hi = display_range(img, "attenuation")
+    assert lo == pytest.approx(np.percentile(img, 0.5)) and hi == pytest.approx(np.percentile(img, 99.5))
