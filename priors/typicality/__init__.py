@@ -3,7 +3,8 @@
 Two statistics, both from the prior's denoiser ``D(x, sigma)``:
 
 * ``"msma"`` (default): multiscale score statistic (Mahmood et al., ICLR 2021): log score norms at
-  ten noise levels, scored by a Gaussian fitted on the prior's held-out validation slices
+  ten noise levels, whole-slice and largest-patch, scored by a Gaussian fitted on the prior's
+  held-out validation slices
   (:mod:`priors.typicality.msma`, :mod:`priors.typicality.reference`). Ten network evaluations per
   slice, no gradients.
 * ``"ode"``: exact log-likelihood in bits/dim through the probability-flow ODE (Song et al., ICLR
@@ -25,7 +26,7 @@ from priors.typicality.api import (
 )
 from priors.typicality.inputs import prepare_images
 from priors.typicality.likelihood import DEFAULT_ODE_STEPS, ode_bits_per_dim, ode_log_likelihood
-from priors.typicality.msma import DEFAULT_SIGMAS, msma_features
+from priors.typicality.msma import DEFAULT_PATCH, DEFAULT_SIGMAS, msma_features
 from priors.typicality.reference import GaussianModel, TailModel, leave_one_group_out_scores
 from priors.typicality.store import (
     DEFAULT_LEVEL,
@@ -44,6 +45,7 @@ __all__ = [
     "DEFAULT_LEVEL",
     "DEFAULT_METHOD",
     "DEFAULT_ODE_STEPS",
+    "DEFAULT_PATCH",
     "DEFAULT_SIGMAS",
     "GaussianModel",
     "IN_DISTRIBUTION",

@@ -18,7 +18,7 @@ from priors.base import Prior
 from priors.checkpoint import versions
 from priors.typicality.inputs import Images, prepare_images
 from priors.typicality.likelihood import DEFAULT_ODE_STEPS, ode_bits_per_dim
-from priors.typicality.msma import DEFAULT_SIGMAS, msma_features
+from priors.typicality.msma import DEFAULT_PATCH, DEFAULT_SIGMAS, msma_features
 from priors.typicality.reference import GaussianModel, TailModel, leave_one_group_out_scores
 from priors.typicality.store import DEFAULT_LEVEL, DEFAULT_METHOD, METHODS, MethodReference, TypicalityReference
 
@@ -90,7 +90,8 @@ def statistic(prior: Prior, x: torch.Tensor, method: str, options: dict[str, Any
         x = x.to(param.device)
     if method == "msma":
         sigmas = [float(s) for s in options["sigmas"]]
-        return _batched(x, batch_size, lambda b: msma_features(prior, b, sigmas), progress)
+        patch = int(options.get("patch", DEFAULT_PATCH))
+        return _batched(x, batch_size, lambda b: msma_features(prior, b, sigmas, patch), progress)
     if method == "ode":
         kw = {"steps": int(options["steps"]), "seed": int(options["seed"]), "probes": int(options["probes"])}
         return _batched(x, batch_size, lambda b: ode_bits_per_dim(prior, b, **kw), progress)
@@ -141,6 +142,7 @@ def fit_reference(
     *,
     methods: Sequence[str] = (DEFAULT_METHOD,),
     sigmas: Sequence[float] = DEFAULT_SIGMAS,
+    patch: int = DEFAULT_PATCH,
     ode_steps: int = DEFAULT_ODE_STEPS,
     seed: int = 0,
     probes: int = 1,
@@ -170,7 +172,7 @@ def fit_reference(
     fitted: dict[str, MethodReference] = {}
     for m in dict.fromkeys(methods):
         if m == "msma":
-            options: dict[str, Any] = {"sigmas": [float(s) for s in sigmas]}
+            options: dict[str, Any] = {"sigmas": [float(s) for s in sigmas], "patch": int(patch)}
             feats = statistic(prior, x, m, options, batch_size=batch_size, progress=progress)
             model = GaussianModel.fit(feats)
             scores = leave_one_group_out_scores(feats, pids)

@@ -28,12 +28,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(["score", *argv])
 
 
-def _main(argv: list[str], monkeypatch) -> int:
-    """``recon ARGV`` through the command's own error handling, with ``score`` registered."""
-    monkeypatch.setattr(cli, "SUBCOMMAND_MODULES", (*cli.SUBCOMMAND_MODULES, score_cmd))
-    return cli.main(argv)
-
-
 @pytest.fixture
 def tiny_prior_dir(tmp_path: Path) -> Path:
     return save_checkpoint(tiny_prior(), tmp_path / "prior")
@@ -84,10 +78,10 @@ def test_fit_refuses_to_overwrite_and_score_refuses_a_stale_out(tmp_path, tiny_p
         score_cmd.run(_parse([str(data), "--prior", str(tiny_prior_dir), "--out", str(out)]))
 
 
-def test_missing_reference_is_one_line_and_a_non_zero_exit(tmp_path, tiny_prior_dir, capsys, monkeypatch):
+def test_missing_reference_is_one_line_and_a_non_zero_exit(tmp_path, tiny_prior_dir, capsys):
     stack = tmp_path / "study.npy"
     np.save(stack, np.stack(synthetic_ct(2, size=32)))
-    code = _main(["score", str(stack), "--prior", str(tiny_prior_dir), "--no-progress"], monkeypatch)
+    code = cli.main(["score", str(stack), "--prior", str(tiny_prior_dir), "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0
     assert len(err) == 1 and "no reference statistics" in err[0] and "recon score --fit-reference" in err[0]

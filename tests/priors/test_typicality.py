@@ -9,11 +9,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from skimage.data import shepp_logan_phantom
 
 from priors.checkpoint import save_checkpoint
 from priors.errors import PriorError
 from priors.gaussian import GaussianPrior
 from priors.normalization import MR_PERCENTILE
+from priors.registry import load_prior
 from priors.typicality import (
     REFERENCE_FILE,
     GaussianModel,
@@ -112,7 +114,7 @@ def test_msma_features_are_deterministic_and_per_slice():
     prior = tiny_prior()
     x = prepare_images(prior, synthetic_ct(3, size=32))
     f = msma_features(prior, x)
-    assert f.shape == (3, 10) and f.dtype == torch.float64 and torch.isfinite(f).all()
+    assert f.shape == (3, 20) and f.dtype == torch.float64 and torch.isfinite(f).all()
     assert torch.equal(f, msma_features(prior, x))
     assert torch.allclose(f[1:2], msma_features(prior, x[1:2]))
 
@@ -207,3 +209,90 @@ def test_missing_or_stale_reference_is_a_one_line_prior_error(tmp_path):
         load_reference(directory)
     with pytest.raises(PriorError, match="no 'ode' reference"):
         fit_reference(prior, synthetic_ct(4, size=32), ["a", "a", "b", "b"]).method("ode")
+
+
+# --- the bundled priors' reference statistics ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["ct", "mr"])
+def test_bundled_priors_ship_reference_statistics_for_their_weights(name):
+    ref = load_reference(name)  # refuses statistics fitted for other weights
+    msma = ref.method("msma")
+    assert ref.default_method == "msma" and ref.level == 0.01
+    assert len(msma.options["sigmas"]) == 10 and msma.model is not None and msma.model.mean.shape == (20,)
+    assert msma.n_patients >= 3 and msma.n_slices >= 20
+    p = msma.tail.p_values(msma.tail.scores)
+    assert np.all((p > 0) & (p <= 1))
+    assert np.mean(p < ref.level) <= 0.05  # the held-out slices themselves are rarely flagged
+
+
+def _sample_ct_slices() -> np.ndarray:
+    """The bundled sample study: four held-out TCGA-LUAD slices, HU ``[4, 512, 512]``."""
+    from pipelines.demo import sample_study_dir
+    from recon.io.dicom_read import read_series
+
+    return np.asarray(read_series(sample_study_dir()).pixels, dtype=np.float32)
+
+
+def _with_metal(slice_hu: np.ndarray, radius_px: float, streaks: bool) -> np.ndarray:
+    """Two metal discs (steel, 0.5 / mm) in a slice resampled to 256 x 256 at 1.5 mm; with ``streaks`` the
+    slice is what a scanner shows: projected (360 views, 1e6 photons), Poisson counts, FBP."""
+    from operators import ParallelBeam, hu_to_mu, mu_to_hu, transmission_noise, uniform_angles
+    from priors.datasets import resize_square
+
+    mu = hu_to_mu(resize_square(np.maximum(slice_hu, -1024.0), 256, -1024.0).astype(np.float64)).clip(0)
+    yy, xx = np.mgrid[:256, :256]
+    for cx in (93, 163):
+        mu[(yy - 128) ** 2 + (xx - cx) ** 2 < radius_px**2] = 0.5
+    if not streaks:
+        return mu_to_hu(mu).astype(np.float32)
+    op = ParallelBeam(256, uniform_angles(360), pixel_size_mm=1.5)
+    p = op(torch.from_numpy(mu[None, None].astype(np.float32)))
+    noisy = transmission_noise(p, 1e6, generator=torch.Generator().manual_seed(0))
+    return mu_to_hu(op.pinv(noisy)[0, 0].numpy()).astype(np.float32)
+
+
+def _mr_as_hu(shared_data) -> list[np.ndarray]:
+    """Two brain MR slices (BraTS 2015 validation, T1c) mapped linearly onto [-1000, 1000] HU, so
+    only their content, not their intensity range, tells them from CT."""
+    from pipelines.training_data import nifti_slices
+
+    vol = shared_data("mr_brats2015", "validation", "brats_2013_pat0003_1", "T1c_subtrMeanDivStd.nii.gz")
+    slices = nifti_slices(vol)
+    out = []
+    for s in (slices[len(slices) // 2], slices[len(slices) // 3]):
+        out.append((s / np.percentile(s, 99.9) * 2000.0 - 1000.0).astype(np.float32))
+    return out
+
+
+@pytest.mark.slow
+def test_bundled_ct_prior_scores_ct_more_typical_than_what_is_not_ct():
+    prior = load_prior("ct")
+    ref = load_reference("ct")
+    ct = _sample_ct_slices()
+    outliers = {
+        "shepp-logan": [shepp_logan_phantom().astype(np.float32) * 2000.0 - 1000.0],
+        "noise": [np.random.default_rng(0).normal(0.0, 500.0, (256, 256)).astype(np.float32)],
+        "metal": [_with_metal(ct[0], 4.0, streaks=False)],
+        "metal, scanned": [_with_metal(ct[1], 4.0, streaks=True)],
+    }
+    typical = score_images(prior, ct, ref)
+    assert typical.score.shape == (4,) and not typical.flag.any(), typical.rows()
+    assert np.all((typical.p_value > 0) & (typical.p_value <= 1))
+    again = score_images(prior, ct[:2], ref)
+    assert np.array_equal(again.score, typical.score[:2])  # deterministic, and per slice
+    for name, images in outliers.items():
+        s = score_images(prior, images, ref)
+        assert np.all((s.p_value > 0) & (s.p_value <= 1))
+        assert s.score.min() > typical.score.max(), name
+        assert s.flag.all(), (name, s.rows())
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_bundled_ct_prior_scores_mr_slices_as_atypical(shared_data):
+    prior = load_prior("ct")
+    ref = load_reference("ct")
+    typical = score_images(prior, _sample_ct_slices(), ref)
+    mr = score_images(prior, _mr_as_hu(shared_data), ref)
+    assert mr.score.min() > typical.score.max() and mr.flag.all(), mr.rows()
