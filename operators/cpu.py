@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available_cores", "apply_thread_budget", "default_threads"]
+__all__ = ["add_threads_argument", "available_cores", "apply_thread_budget", "default_threads"]
 
 _CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "<quota> <period>" or "max <period>"
 
@@ -73,3 +73,10 @@ def apply_thread_budget(threads: int | None = None) -> int:
     torch.set_num_threads(n)
     threadpool_limits(limits=n)
     return n
+
+
+def add_threads_argument(parser) -> None:
+    """``--threads N`` on a command-line parser (the budget :func:`apply_thread_budget` applies)."""
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch, BLAS and the Radon backends "
+                             "(default: OMP_NUM_THREADS, else the cores available to this process)")

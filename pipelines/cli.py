@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from operators.cpu import apply_thread_budget
+from operators.cpu import add_threads_argument, apply_thread_budget
 from pipelines import benchmark, demo, pacs, reconstruct_dir, sample, score, simulate, train, validate
 from recon.errors import InputError
 
@@ -47,9 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     for module in SUBCOMMAND_MODULES:
         module.register(sub)
     for command in sub.choices.values():
-        command.add_argument("--threads", type=int, default=None,
-                             help="CPU threads for torch, BLAS and the Radon backends "
-                                  "(default: OMP_NUM_THREADS, else the cores available to this process)")
+        if not any(action.dest == "threads" for action in command._actions):  # train declares its own
+            add_threads_argument(command)
     return parser
 
 

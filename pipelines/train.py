@@ -25,6 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from operators.cpu import add_threads_argument
 from pipelines.training_data import TrainingSlices, load_training_slices
 from priors.network import PRESETS
 from recon.errors import InputError
@@ -82,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--amp", default="auto", choices=("auto", "bf16", "fp16", "none"), help="autocast on CUDA")
     p.add_argument("--seed", type=int, default=0)
+    add_threads_argument(p)  # also the Trainer's torch thread count
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
     return p
