@@ -47,6 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--size", type=int, default=256, help="training slice size in pixels (default 256)")
     p.add_argument("--patch", type=int, default=None, help="train on random PATCH x PATCH crops (default: whole slices)")
+    p.add_argument("--patch-mix", type=_patch_mix, default=(), metavar="SIZE:PROB[,SIZE:PROB]",
+                   help="also train on larger crops, e.g. 128:0.2,256:0.1 (one size per step, the batch "
+                        "shrunk to the same pixel count; the rest of the steps use --patch)")
     p.add_argument("--steps", type=int, default=5000, help="total optimizer steps (default 5000)")
     p.add_argument("--batch", type=int, default=16, help="global batch size (default 16)")
     p.add_argument("--preset", default="small", choices=tuple(PRESETS),
@@ -139,6 +142,15 @@ def _expand_manifests(paths: list[str]) -> list[str]:
     return out
 
 
+def _patch_mix(text: str) -> tuple[tuple[int, float], ...]:
+    """``"128:0.2,256:0.1"`` -> ``((128, 0.2), (256, 0.1))``."""
+    try:
+        pairs = [item.split(":") for item in text.split(",") if item.strip()]
+        return tuple((int(size), float(prob)) for size, prob in pairs)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected SIZE:PROB[,SIZE:PROB...], got {text!r}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     from priors.datasets import SliceDataset, split_by_patient
     from priors.training import TrainConfig, Trainer
@@ -152,38 +164,44 @@ def run(args: argparse.Namespace) -> int:
     if args.patch is not None and not 8 <= args.patch <= args.size:
         raise InputError(None, f"--patch {args.patch} must be between 8 and --size {args.size}")
 
-    cfg = TrainConfig(
-        out_dir=str(out),
-        modality=args.modality,
-        image_size=args.size,
-        patch_size=args.patch,
-        preset=args.preset,
-        batch_size=args.batch,
-        steps=args.steps,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup,
-        grad_clip=args.grad_clip,
-        ema_decay=args.ema,
-        ema_halflife_images=args.ema_halflife,
-        sigma_distribution=args.sigma_dist,
-        p_mean=args.p_mean,
-        p_std=args.p_std,
-        sigma_min=args.sigma_min,
-        sigma_max=args.sigma_max,
-        checkpoint_every=args.checkpoint_every,
-        snapshot_every=args.snapshot_every,
-        sample_n=args.samples,
-        sample_steps=args.sample_steps,
-        sample_every=args.sample_every,
-        log_every=args.log_every,
-        seed=args.seed,
-        device=args.device,
-        threads=args.threads,
-        amp=args.amp,
-        progress=not args.no_progress,
-        init_from=args.init_from,
-    )
+    if args.patch_mix and args.patch is None:
+        raise InputError(None, "--patch-mix needs --patch (the size of the remaining steps)")
+    try:
+        cfg = TrainConfig(
+            out_dir=str(out),
+            modality=args.modality,
+            image_size=args.size,
+            patch_size=args.patch,
+            patch_mix=args.patch_mix,
+            preset=args.preset,
+            batch_size=args.batch,
+            steps=args.steps,
+            lr=args.lr,
+            weight_decay=args.weight_decay,
+            warmup_steps=args.warmup,
+            grad_clip=args.grad_clip,
+            ema_decay=args.ema,
+            ema_halflife_images=args.ema_halflife,
+            sigma_distribution=args.sigma_dist,
+            p_mean=args.p_mean,
+            p_std=args.p_std,
+            sigma_min=args.sigma_min,
+            sigma_max=args.sigma_max,
+            checkpoint_every=args.checkpoint_every,
+            snapshot_every=args.snapshot_every,
+            sample_n=args.samples,
+            sample_steps=args.sample_steps,
+            sample_every=args.sample_every,
+            log_every=args.log_every,
+            seed=args.seed,
+            device=args.device,
+            threads=args.threads,
+            amp=args.amp,
+            progress=not args.no_progress,
+            init_from=args.init_from,
+        )
+    except ValueError as exc:
+        raise InputError(None, str(exc)) from None
     if args.dropout is not None:
         arch = cfg.unet_config().to_dict()
         arch["dropout"] = args.dropout
@@ -193,7 +211,8 @@ def run(args: argparse.Namespace) -> int:
 
         cfg.architecture = load_prior(args.init_from).net.config.to_dict()
     unet = cfg.unet_config()
-    for name, s in (("--size", args.size), ("--patch", args.patch)):
+    mix_sizes = [("--patch-mix", q) for q, _ in args.patch_mix]
+    for name, s in (("--size", args.size), ("--patch", args.patch), *mix_sizes):
         if s is not None and s % unet.divisor:
             raise InputError(None, f"{name} {s} must be a multiple of {unet.divisor} for the {args.preset} network")
     if args.resume:

@@ -165,10 +165,12 @@ class SliceDataset(Dataset):
         self.images = self.images.to(device)
         return self
 
-    def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """``x [B, 1, S, S]`` -> augmented random crops ``[B, 1, P, P]``."""
+    def _augment(self, x: torch.Tensor, generator: torch.Generator, crop: int | None = None) -> torch.Tensor:
+        """``x [B, 1, S, S]`` -> augmented random crops ``[B, 1, P, P]`` (``P = crop or patch_size``)."""
         b = x.shape[0]
-        s, p = self.size, self.patch_size
+        s, p = self.size, crop or self.patch_size
+        if p > s:
+            raise ValueError(f"crop size {p} exceeds image size {s}")
         u = torch.rand(b, 4, generator=generator)
         if p < s:
             tops = (u[:, 0] * (s - p + 1)).long().clamp_(max=s - p).tolist()
@@ -188,12 +190,13 @@ class SliceDataset(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         return self._augment(self.images[index : index + 1], self.generator)[0]
 
-    def sample_batch(self, batch_size: int, generator: torch.Generator) -> torch.Tensor:
-        """A batch ``[B, 1, P, P]`` of augmented crops of uniformly drawn slices (with replacement).
+    def sample_batch(self, batch_size: int, generator: torch.Generator, crop: int | None = None) -> torch.Tensor:
+        """A batch ``[B, 1, P, P]`` of augmented crops of uniformly drawn slices (with replacement);
+        ``P`` is ``crop`` when given (mixed patch sizes), else the dataset's patch size.
 
         All randomness comes from ``generator`` (a CPU generator), so a training step is
         reproducible from the generator's state alone.
         """
         idx = torch.randint(len(self), (batch_size,), generator=generator)
-        return self._augment(self.images[idx.to(self.images.device)], generator)
+        return self._augment(self.images[idx.to(self.images.device)], generator, crop)
 

@@ -16,7 +16,11 @@ which makes the effective network target unit-variance at every noise level. Sig
 Patch training (Hu et al. 2024, "Learning Image Priors through Patch-based Diffusion Models for
 Solving Inverse Problems"): with ``patch_size < image_size`` every batch holds random ``P x P`` crops
 of the full-size slices; the fully convolutional network is then applied to whole slices.
-Validation always runs on whole slices, so it measures exactly that transfer.
+Validation always runs on whole slices, so it measures exactly that transfer. ``patch_mix`` adds
+larger crops (up to whole slices) drawn with given probabilities, one size per step, in the spirit
+of Patch Diffusion's stochastic patch sizes (Wang et al. 2023) and PaDIS (Hu et al. 2024): the
+large crops teach the context a 64-pixel patch cannot hold. A step with a ``Q x Q`` crop uses
+``B (P / Q)^2`` images (at least one), so every step costs about the same pixels and time.
 
 Engineering: AdamW, linear learning-rate warm-up, gradient clipping (non-finite steps skipped), EMA
 of the weights (constant decay with the usual ``(1 + t) / (10 + t)`` warm-up, or an EDM-style
@@ -60,6 +64,7 @@ from priors.schedules import sample_training_sigmas
 __all__ = ["TrainConfig", "Trainer", "train", "edm_loss", "default_normalization"]
 
 DEFAULT_VAL_SIGMAS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+_PATCH_MIX_STREAM = 0x5041_5443  # keeps the crop-size draws apart from the per-rank batch streams
 
 
 def default_normalization(modality: str) -> Normalization:
@@ -79,6 +84,7 @@ class TrainConfig:
     modality: str = "ct"
     image_size: int = 256
     patch_size: int | None = 64
+    patch_mix: tuple[tuple[int, float], ...] = ()
     preset: str = "small"
     architecture: dict[str, Any] | None = None
     normalization: dict[str, Any] | None = None
@@ -125,6 +131,15 @@ class TrainConfig:
             raise ValueError(f"modality must be 'ct' or 'mr', got {self.modality!r}")
         if self.patch_size is not None and self.patch_size >= self.image_size:
             self.patch_size = None
+        self.patch_mix = tuple((int(q), float(prob)) for q, prob in self.patch_mix)
+        base = self.patch_size or self.image_size
+        for q, prob in self.patch_mix:
+            if not base < q <= self.image_size:
+                raise ValueError(f"patch_mix size {q} must be above the patch size {base} and at most {self.image_size}")
+            if prob <= 0:
+                raise ValueError(f"patch_mix probability of size {q} must be positive, got {prob}")
+        if sum(prob for _, prob in self.patch_mix) >= 1:
+            raise ValueError("patch_mix probabilities must sum to less than 1 (the rest goes to the patch size)")
         if self.amp not in ("auto", "bf16", "fp16", "none"):
             raise ValueError(f"amp must be auto, bf16, fp16 or none, got {self.amp!r}")
         if self.steps < 0 or self.batch_size < 1:
@@ -324,13 +339,30 @@ class Trainer:
         for eb, b in zip(self.ema.net.buffers(), self.prior.net.buffers(), strict=True):
             eb.copy_(b)
 
+    def crop_and_batch(self, generator: torch.Generator) -> tuple[int, int]:
+        """This step's crop size and rank-local batch: the patch size, or a ``patch_mix`` size
+        drawn with its probability and a batch shrunk by the pixel ratio."""
+        cfg = self.cfg
+        base = cfg.patch_size or cfg.image_size
+        if not cfg.patch_mix:
+            return base, self.local_batch
+        # Drawn from (seed, step) alone, never the rank: DDP ranks must agree on the crop size.
+        u = float(np.random.default_rng([cfg.seed, self.step, _PATCH_MIX_STREAM]).random())
+        edge = 0.0
+        for q, prob in cfg.patch_mix:
+            edge += prob
+            if u < edge:
+                return q, max(1, round(self.local_batch * (base / q) ** 2))
+        return base, self.local_batch
+
     def train_step(self) -> float:
         """One optimizer step on a fresh batch; returns the (rank-local) mean loss."""
         cfg = self.cfg
         gen = _step_generator(cfg.seed, self.step, self.rank)
-        y = self.train_set.sample_batch(self.local_batch, gen).to(self.device, non_blocking=True)
+        crop, batch = self.crop_and_batch(gen)
+        y = self.train_set.sample_batch(batch, gen, crop).to(self.device, non_blocking=True)
         sigma = sample_training_sigmas(
-            self.local_batch,
+            batch,
             cfg.sigma_distribution,
             p_mean=cfg.p_mean,
             p_std=cfg.p_std,
@@ -357,7 +389,7 @@ class Trainer:
             self.skipped_steps += 1
         self.scaler.update()
         self.step += 1
-        self.images_seen += cfg.batch_size
+        self.images_seen += batch * self.world
         self.update_ema()
         return float(loss.detach())
 
@@ -575,6 +607,7 @@ class Trainer:
                 last = self.step >= cfg.steps
                 if self.is_main and (self.step % cfg.log_every == 0 or last):
                     dt = time.perf_counter() - t_int
+                    # In base-patch images: a patch_mix step of fewer, larger crops counts as a full batch.
                     ips = steps_int * cfg.batch_size / max(dt, 1e-9)
                     rec = {
                         "step": self.step,

@@ -140,3 +140,17 @@ def test_val_data_patients_never_reach_training(npy_dir, tmp_path):
     split = json.loads((out / "split.json").read_text())
     assert split["val_patients"] == ["patient0"]
     assert "patient0" not in split["train_patients"]
+
+
+def test_patch_mix_option(npy_dir, tmp_path):
+    out = tmp_path / "mix"
+    a = _parse(train_cmd, _train_argv(npy_dir, out, "--patch-mix", "32:0.5", "--samples", "0"))
+    assert a.patch_mix == ((32, 0.5),)
+    assert a.func(a) == 0
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["patch_mix"] == [[32, 0.5]]
+    with pytest.raises(InputError, match="at most 32"):
+        b = _parse(train_cmd, _train_argv(npy_dir, tmp_path / "m2", "--patch-mix", "48:0.5"))
+        b.func(b)
+    with pytest.raises(SystemExit):
+        _parse(train_cmd, _train_argv(npy_dir, tmp_path / "m3", "--patch-mix", "big"))

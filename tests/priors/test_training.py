@@ -132,3 +132,42 @@ def test_init_from_refuses_another_modality(tmp_path):
     with pytest.raises(PriorError, match="ct prior cannot start a mr run"):
         Trainer(_cfg(tmp_path / "b", modality="mr", init_from=str(tmp_path / "a" / "run" / "checkpoint")),
                 tiny_dataset(), None)
+
+
+def test_patch_mix_draws_each_size_at_its_rate_with_equal_pixels(tmp_path):
+    tr = Trainer(_cfg(tmp_path, patch_mix=((32, 0.25),)), tiny_dataset(), None)
+    draws = []
+    for step in range(400):
+        tr.step = step
+        draws.append(tr.crop_and_batch(torch.Generator().manual_seed(step)))
+    assert set(draws) == {(16, 8), (32, 2)}  # batch shrinks by (16 / 32)^2: same pixels per step
+    share = sum(crop == 32 for crop, _ in draws) / len(draws)
+    assert 0.18 < share < 0.32, share
+    tr.step = 0
+    y = tr.train_set.sample_batch(2, torch.Generator().manual_seed(0), 32)
+    assert y.shape == (2, 1, 32, 32)
+
+
+def test_patch_mix_size_is_the_same_on_every_rank(tmp_path):
+    # DDP ranks draw their batches from different streams but must agree on the crop size.
+    a = Trainer(_cfg(tmp_path, patch_mix=((32, 0.5),)), tiny_dataset(), None)
+    b = Trainer(_cfg(tmp_path, patch_mix=((32, 0.5),)), tiny_dataset(), None)
+    b.rank = 1
+    for step in range(50):
+        a.step = b.step = step
+        assert a.crop_and_batch(torch.Generator()) == b.crop_and_batch(torch.Generator())
+
+
+def test_patch_mix_steps_train_and_count_images(tmp_path):
+    tr = Trainer(_cfg(tmp_path, steps=20, patch_mix=((32, 0.5),)), tiny_dataset(), None)
+    tr.run()
+    assert tr.step == 20 and 2 * 20 <= tr.images_seen < 8 * 20
+
+
+@pytest.mark.parametrize(
+    "mix, message",
+    [(((16, 0.2),), "above the patch size"), (((64, 0.2),), "at most 32"), (((32, 0.7), (24, 0.4)), "sum to less")],
+)
+def test_patch_mix_rejects_bad_sizes_and_probabilities(tmp_path, mix, message):
+    with pytest.raises(ValueError, match=message):
+        _cfg(tmp_path, patch_mix=mix)
