@@ -25,7 +25,10 @@ from priors.network import UNet, UNetConfig
 from priors.normalization import Normalization
 from priors.precision import autocast
 
-__all__ = ["EDMPrior", "edm_coefficients"]
+__all__ = ["EDMPrior", "edm_coefficients", "DEFAULT_MAX_BATCH"]
+
+#: Images per network call in ``EDMPrior.denoise`` (see ``EDMPrior.max_batch``).
+DEFAULT_MAX_BATCH = 8
 
 
 def edm_coefficients(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, ...]:
@@ -87,6 +90,10 @@ class EDMPrior(Prior):
         self.image_size = image_size
         self.patch_size = patch_size
         self.metadata: dict[str, Any] = dict(metadata or {})
+        #: Largest batch one network call takes; ``denoise`` splits larger ones. The U-Net holds a
+        #: skip tensor per level for the whole batch, so activation memory grows with it while a
+        #: CPU is already saturated by a few 256 x 256 slices; ``None``: never split.
+        self.max_batch: int | None = DEFAULT_MAX_BATCH
         #: dtype the network runs in during ``denoise`` (autocast); ``None``: the weights' dtype.
         #: Set for a block with :func:`priors.precision.network_precision`.
         self.compute_dtype: torch.dtype | None = None
@@ -132,8 +139,11 @@ class EDMPrior(Prior):
         if ph or pw:
             # Edge replication: zero padding would look like an air border to a CT prior.
             work = F.pad(work, (0, pw, 0, ph), mode="replicate")
+        step = self.max_batch or work.shape[0]
         with autocast(work.device, self.compute_dtype):
-            out = self.precondition(self.net, work, s)
+            parts = [self.precondition(self.net, work[i : i + step], s[i : i + step])
+                     for i in range(0, work.shape[0], step)]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
         if ph or pw:
             out = out[..., :h, :w]
         return out.to(device=x.device, dtype=x.dtype)

@@ -86,3 +86,18 @@ def test_denoiser_error_ratio_is_the_recorded_validation_loss():
     for bad in (None, "x", 0.0, -1.0, float("nan"), float("inf")):
         q = EDMPrior(net_config=preset("tiny"), metadata={"training": {"val_loss": bad}})
         assert q.denoiser_error_ratio == 1.0, bad
+
+
+def test_denoise_splits_large_batches_without_changing_the_result():
+    prior = tiny_prior()
+    x = torch.rand(11, 1, 32, 32)
+    sigma = torch.linspace(0.1, 2.0, 11)
+    prior.max_batch = None
+    whole = prior.denoise(x, sigma)
+    prior.max_batch = 4
+    calls = []
+    handle = prior.net.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    split = prior.denoise(x, sigma)
+    handle.remove()
+    assert calls == [4, 4, 3]
+    assert torch.allclose(split, whole, atol=1e-6)
