@@ -3,8 +3,10 @@
 Output layout::
 
     OUT_DIR/
-      dicom/IM0001.dcm ...      the reconstruction (CT: HU; MR: magnitude)
+      dicom/IM0001.dcm ...      the reconstruction (CT: HU; MR: magnitude)  [--format dicom]
       dicom_std/STD0001.dcm ... pixel-wise posterior std (only with --samples > 1)
+      recon.tif, recon_std.tif  or, with --format tiff, one float32 multi-page TIFF of the slices
+      recon.nii.gz, ...         or, with --format nifti, one float32 NIfTI volume (and its std)
       preview.png               a few slices (and their std) side by side; for a volume, axial,
                                 coronal and sagittal reformats beside the classical start image
       report.json               per slice: seconds, NFE, data residual (and PSNR/SSIM when the
@@ -19,6 +21,13 @@ belongs to different settings, or a finished one, is only replaced with ``--over
 A contiguous, regularly spaced stack is reconstructed as a volume by default (slices coupled
 along z, in overlapping chunks: :mod:`pipelines.volume_plan`); ``--no-volume`` reconstructs every
 slice on its own. The report says which and why.
+
+CT data that are not HU-calibrated (sidecar ``units`` ``per_pixel``, or ``hu_calibrated`` false, as
+for an HTC 2022 ``.mat`` file) are reconstructed in attenuation units (``reconstruct(...,
+hu=False)``): ``1/mm``, or ``1/pixel`` for per-pixel data. A CT DICOM series declares HU, so such
+data are written as TIFF unless ``--format`` says otherwise, and ``--format dicom`` is refused. A
+clinical prior applied to them prints a warning, which the report keeps (``warnings``); the
+typicality check scores them in the prior's HU, so its flags reach the report as for any study.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import argparse
 import json
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,17 +49,28 @@ from pipelines.plots import CT_DISPLAY_WINDOW
 from pipelines.previews import slice_preview, volume_preview
 from pipelines.sampler_options import add_estimator_arguments, add_set_argument, parse_options
 from pipelines.studies import Study, load_study
-from pipelines.typicality_check import provenance_summary, typicality_report, warn_flagged
+from pipelines.typicality_check import (
+    clinical_prior_warning,
+    flagged_warnings,
+    provenance_summary,
+    typicality_report,
+    warn_flagged,
+)
 from pipelines.volume_plan import DEFAULT_CHUNK, VolumePlan, plan_volume, volume_chunks
 from priors.precision import add_precision_argument
 from recon.api import check_options, default_estimator, reconstruct, resolve_init
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npz, atomic_write_json, ensure_output_dir, remove_stale_partials
+from recon.io.sinogram_read import measurement_file
 
 STATE_FILE = "state.json"
 REPORT_FILE = "report.json"
 PREVIEW_FILE = "preview.png"
 SLICES_DIR = ".slices"
+#: ``--format``: ``auto`` is DICOM, except TIFF for CT data that are not HU-calibrated.
+OUTPUT_FORMATS = ("auto", "dicom", "tiff", "nifti")
+#: Output files of the non-DICOM formats: (the reconstruction, its posterior std).
+STACK_FILES = {"tiff": ("recon.tif", "recon_std.tif"), "nifti": ("recon.nii.gz", "recon_std.nii.gz")}
 
 
 def run_settings(*, method: str | None, sampler: str, prior: str, nfe: int, samples: int, seed: int,
@@ -113,6 +134,61 @@ def _load_prior(name: str, modality: str, device: torch.device):
     return prior
 
 
+def load_input(path: Path) -> Study:
+    """:func:`pipelines.studies.load_study`, plus the scanner files the sinogram reader recognises
+    (:func:`recon.io.sinogram_read.measurement_file`: an HTC 2022 ``.mat``, or a directory holding one)."""
+    from pipelines import studies
+
+    if measurement_file(path) is not None:
+        return studies._ct_study(path)  # read_sinogram_dir reads the scanner file itself
+    return load_study(path)
+
+
+def calibration(study: Study) -> dict[str, Any]:
+    """How a study's values relate to HU: ``{"hu_calibrated", "units", "output_unit"}``.
+
+    CT: output in ``HU`` when calibrated, else attenuation in ``1/mm`` (``units`` per_mm) or
+    ``1/pixel`` (per_pixel); MR: magnitude (``hu_calibrated`` and ``units`` None).
+    """
+    if study.modality != "ct":
+        return {"hu_calibrated": None, "units": None, "output_unit": "magnitude"}
+    hu = bool(study.description.get("hu_calibrated", True))
+    units = str(study.description.get("units", "per_mm"))
+    unit = "HU" if hu else ("1/pixel" if units == "per_pixel" else "1/mm")
+    return {"hu_calibrated": hu, "units": units, "output_unit": unit}
+
+
+def resolve_format(output_format: str, study: Study) -> str:
+    """``dicom``, ``tiff`` or ``nifti`` for ``--format`` (``auto``: DICOM, TIFF for CT without HU).
+
+    Raises:
+        InputError: ``dicom`` asked for CT data that are not HU-calibrated (a CT series stores HU).
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"--format is {output_format!r}, expected one of {', '.join(OUTPUT_FORMATS)}")
+    cal = calibration(study)
+    if cal["hu_calibrated"] is False:
+        if output_format == "dicom":
+            why = f"units {cal['units']}" + (", hu_calibrated false" if cal["units"] == "per_mm" else "")
+            raise InputError(study.path, f"values are not HU-calibrated ({why}) and a CT DICOM series stores HU; "
+                                         "use --format tiff or --format nifti")
+        return "tiff" if output_format == "auto" else output_format
+    return "dicom" if output_format == "auto" else output_format
+
+
+def _prior_units(images: np.ndarray, cal: dict[str, Any]) -> np.ndarray:
+    """Reconstructed images (HU, or 1/mm without HU) in the clinical CT prior's HU, for scoring and metrics."""
+    from operators.noise import mu_to_hu
+
+    return images if cal["hu_calibrated"] is not False else mu_to_hu(images).astype(np.float32)
+
+
+def _output_units(images: np.ndarray, study: Study, cal: dict[str, Any]) -> np.ndarray:
+    """Reconstructed images in ``cal["output_unit"]``: per-pixel attenuation is 1/mm of the geometry
+    times its pixel size."""
+    return images * np.float32(study.pixel_spacing_mm[0]) if cal["output_unit"] == "1/pixel" else images
+
+
 def reconstruct_directory(
     input_dir: str | Path,
     out: str | Path,
@@ -131,12 +207,14 @@ def reconstruct_directory(
     options: dict[str, Any] | None = None,
     volume: bool | None = None,
     chunk: int = DEFAULT_CHUNK,
+    output_format: str = "auto",
 ) -> dict[str, Any]:
-    """Reconstruct every slice of a measurement directory and write DICOM, preview and report.
+    """Reconstruct every slice of a measurement directory and write DICOM (or TIFF / NIfTI), preview and report.
 
     ``nfe`` / ``samples``: None takes :func:`recon.api.default_estimator` of the study's modality.
     ``volume``: True / False force volume or slice-wise mode, None decides from the study
     (:func:`pipelines.volume_plan.plan_volume`); ``chunk``: slices per volume chunk.
+    ``output_format``: ``auto``, ``dicom``, ``tiff`` or ``nifti`` (:func:`resolve_format`).
     Returns the report (also written to ``report.json``).
     """
     from tqdm import tqdm
@@ -144,7 +222,9 @@ def reconstruct_directory(
     from priors.device import resolve_device
 
     input_dir, out = Path(input_dir), Path(out)
-    study = load_study(input_dir)
+    study = load_input(input_dir)
+    cal = calibration(study)
+    fmt = resolve_format(output_format, study)  # before anything is written
     if prior == "auto":
         prior = study.modality
     default_nfe, default_samples = default_estimator(study.modality)
@@ -160,6 +240,12 @@ def reconstruct_directory(
         settings["init"] = resolve_init((options or {}).get("init", "auto"), study.modality)
     dev = resolve_device(device)
     the_prior = None if method else _load_prior(prior, study.modality, dev)
+    warnings = []
+    if the_prior is not None and study.modality == "ct":
+        warning = clinical_prior_warning(the_prior, prior, cal["hu_calibrated"] is not False, str(cal["units"]))
+        if warning:
+            print(f"recon: warning: {warning}", file=sys.stderr)
+            warnings.append(warning)
     prepare_output(out, settings, input_dir.resolve(), overwrite)
     (out / SLICES_DIR).mkdir(exist_ok=True)
 
@@ -174,7 +260,7 @@ def reconstruct_directory(
         result = reconstruct(
             y, study.operator_for(run_idx), the_prior, sampler=sampler, method=method, nfe=nfe, samples=samples,
             seed=seed + keep[0], device=dev, noise_std=noise_std, precision=precision, volume=plan.on,
-            slice_spacing_mm=plan.slice_spacing_mm, **(options or {}),
+            slice_spacing_mm=plan.slice_spacing_mm, hu=cal["hu_calibrated"] is not False, **(options or {}),
         )
         per_slice = result.seconds / len(run_idx)
         for i in keep:
@@ -191,7 +277,7 @@ def reconstruct_directory(
             )
             bar.update(1)
     bar.close()
-    return finish(out, study, settings, method or sampler, the_prior)
+    return finish(out, study, settings, method or sampler, the_prior, output_format=fmt, warnings=warnings)
 
 
 def _work_units(study: Study, plan: VolumePlan, pending: list[int], batch: int) -> list[tuple[list[int], list[int]]]:
@@ -208,56 +294,53 @@ def _magnitude(x: torch.Tensor) -> np.ndarray:
     return (x.abs() if x.is_complex() else x).detach().cpu().numpy()
 
 
-def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior: Any) -> dict[str, Any]:
-    """Write the DICOM series, preview and report from the finished slices."""
-    from recon.io.dicom_read import read_series
-    from recon.io.dicom_write import write_series, write_std_series
+def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior: Any, *,
+           output_format: str = "dicom", warnings: list[str] | None = None) -> dict[str, Any]:
+    """Write the DICOM series (or the TIFF / NIfTI stacks), preview and report from the finished slices.
 
+    ``output_format``: ``dicom``, ``tiff`` or ``nifti`` (resolved by :func:`resolve_format`);
+    ``warnings``: lines already printed (a clinical prior on uncalibrated data), kept in the report.
+    """
     slices = [np.load(_slice_path(out, i)) for i in range(study.n_slices)]
-    mean = np.stack([s["mean"] for s in slices])
+    cal = calibration(study)
+    mean = np.stack([s["mean"] for s in slices])  # HU / magnitude, or 1/mm without HU
     std = np.stack([s["std"] for s in slices])
+    start = _start_images(slices)
     std_calibration = None
     if prior is not None and settings.get("samples", 1) > 1:
         std, std_calibration = calibrated_std(std, str(settings["prior"]), int(settings["samples"]))
-    reference = None
-    if study.reference is not None:
-        try:
-            reference = read_series(study.reference)
-        except InputError:
-            reference = None  # moved or deleted: identity from the sidecar still applies
-        if reference is not None and reference.n_slices != study.n_slices:
-            reference = None
-    modality = "CT" if study.modality == "ct" else "MR"
     extra = {"method": method, **{k: v for k, v in settings.items() if k != "method"}}
+    names = [study.slice_names[i] if i < len(study.slice_names) else str(i) for i in range(study.n_slices)]
     typicality = None
     if prior is not None:
         extra["prior"] = settings.get("prior")
-        names = [study.slice_names[i] if i < len(study.slice_names) else str(i) for i in range(study.n_slices)]
-        typicality = typicality_report(prior, str(settings["prior"]), {"start": _start_images(slices), "result": mean},
-                                       names)
+        # scored in the prior's own units (HU for a CT prior), whatever the output unit
+        start_prior = None if start is None else _prior_units(start, cal)
+        typicality = typicality_report(prior, str(settings["prior"]),
+                                       {"start": start_prior, "result": _prior_units(mean, cal)}, names)
         if provenance_summary(typicality):
             extra["ood"] = provenance_summary(typicality)
-    geometry = {} if reference is not None else {"pixel_spacing_mm": study.pixel_spacing_mm}
-    window = CT_DISPLAY_WINDOW if modality == "CT" else None
-    write_series(
-        mean, out / "dicom", modality=modality, reference=reference, identity=study.identity, extra=extra,
-        window=window, overwrite=True, **geometry,
-    )
     wrote_std = settings.get("samples", 1) > 1
-    if wrote_std:
-        std_extra = dict(extra)
-        if std_calibration and std_calibration["calibrated"]:
-            std_extra["std_scale"] = round(std_calibration["scale"], 3)  # the series holds the calibrated std
-        write_std_series(std, out / "dicom_std", modality=modality, reference=reference, identity=study.identity,
-                         extra=std_extra, overwrite=True, **geometry)
-    _write_preview(out / PREVIEW_FILE, study, settings, slices, mean, std if wrote_std else None)
+    if std_calibration and std_calibration["calibrated"]:
+        extra_std = {"std_scale": round(std_calibration["scale"], 3)}  # the std output holds the calibrated std
+    else:
+        extra_std = {}
+    if output_format == "dicom":
+        outputs = _write_dicom(out, study, extra, extra_std, mean, std if wrote_std else None)
+    else:
+        outputs = _write_stack(out, output_format, study, settings, cal, {**extra, "slices": names}, extra_std,
+                               _output_units(mean, study, cal),
+                               _output_units(std, study, cal) if wrote_std else None)
+    out_start = None if start is None else _output_units(start, study, cal)
+    _write_preview(out / PREVIEW_FILE, study, settings, out_start, _output_units(mean, study, cal),
+                   _output_units(std, study, cal) if wrote_std else None)
     per_slice = []
     for i, s in enumerate(slices):
-        row = {"slice": study.slice_names[i] if i < len(study.slice_names) else str(i),
-               "seconds": float(s["seconds"]), "nfe": int(s["nfe"]), "residual": float(s["residual"])}
+        row = {"slice": names[i], "seconds": float(s["seconds"]), "nfe": int(s["nfe"]), "residual": float(s["residual"])}
         if study.ground_truth is not None:
-            row.update(_metrics(mean[i], study.ground_truth[i], study.modality))
+            row.update(_metrics(_prior_units(mean[i], cal), study.ground_truth[i], study.modality))
         per_slice.append(row)
+    all_warnings = list(warnings or []) + (flagged_warnings(typicality) if typicality is not None else [])
     report = {
         "input": str(study.path),
         "modality": study.modality,
@@ -265,9 +348,12 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
         "settings": settings,
         "n_slices": study.n_slices,
         "seconds_total": float(sum(r["seconds"] for r in per_slice)),
-        "outputs": {"dicom": "dicom", "dicom_std": "dicom_std" if wrote_std else None, "preview": PREVIEW_FILE},
+        "unit": cal["output_unit"],
+        "calibration": cal,
+        "outputs": {**outputs, "preview": PREVIEW_FILE},
         "slices": per_slice,
         "typicality": typicality,
+        "warnings": all_warnings,
         "std_calibration": std_calibration,
         "versions": _versions(),
     }
@@ -280,6 +366,59 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
     if typicality is not None:
         warn_flagged(typicality)
     return report
+
+
+def _write_dicom(out: Path, study: Study, extra: dict[str, Any], extra_std: dict[str, Any], mean: np.ndarray,
+                 std: np.ndarray | None) -> dict[str, Any]:
+    """The derived series ``dicom/`` (and ``dicom_std/``), filed into the reference's study when it matches."""
+    from recon.io.dicom_read import read_series
+    from recon.io.dicom_write import write_series, write_std_series
+
+    reference = None
+    if study.reference is not None:
+        try:
+            reference = read_series(study.reference)
+        except InputError:
+            reference = None  # moved or deleted: identity from the sidecar still applies
+        if reference is not None and reference.n_slices != study.n_slices:
+            reference = None
+    modality = "CT" if study.modality == "ct" else "MR"
+    geometry = {} if reference is not None else {"pixel_spacing_mm": study.pixel_spacing_mm}
+    window = CT_DISPLAY_WINDOW if modality == "CT" else None
+    write_series(
+        mean, out / "dicom", modality=modality, reference=reference, identity=study.identity, extra=extra,
+        window=window, overwrite=True, **geometry,
+    )
+    if std is not None:
+        write_std_series(std, out / "dicom_std", modality=modality, reference=reference, identity=study.identity,
+                         extra={**extra, **extra_std}, overwrite=True, **geometry)
+    return {"format": "dicom", "dicom": "dicom", "dicom_std": "dicom_std" if std is not None else None}
+
+
+def _write_stack(out: Path, fmt: str, study: Study, settings: dict[str, Any], cal: dict[str, Any],
+                 extra: dict[str, Any], extra_std: dict[str, Any], mean: np.ndarray,
+                 std: np.ndarray | None) -> dict[str, Any]:
+    """``recon.tif`` / ``recon.nii.gz`` (and the std) in ``cal["output_unit"]`` (:mod:`recon.io.stack_write`).
+
+    The pixel size is the study's, unknown (None) for per-pixel data; the slice spacing is the
+    volume plan's or the study's, when known.
+    """
+    from recon.io.stack_write import write_nifti, write_tiff_stack
+
+    px = None if cal["output_unit"] == "1/pixel" else float(study.pixel_spacing_mm[0])
+    dz = (settings.get("volume") or {}).get("slice_spacing_mm") or study.slice_spacing_mm
+    dz = None if px is None else dz
+    files = STACK_FILES[fmt]
+    unit = str(cal["output_unit"])
+    for name, images, more in ((files[0], mean, {}), (files[1], std, {"image": "posterior std", **extra_std})):
+        if images is None:
+            continue
+        if fmt == "tiff":
+            write_tiff_stack(out / name, images, pixel_size_mm=px, slice_spacing_mm=dz, unit=unit,
+                             description={**extra, **more}, overwrite=True)
+        else:
+            write_nifti(out / name, images, pixel_size_mm=px, slice_spacing_mm=dz, unit=unit, overwrite=True)
+    return {"format": fmt, "dicom": None, "dicom_std": None, fmt: files[0], f"{fmt}_std": files[1] if std is not None else None}
 
 
 def calibrated_std(std: np.ndarray, prior_name: str, samples: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -306,7 +445,7 @@ def _start_images(slices: list) -> np.ndarray | None:
     return start if np.isfinite(start).all() else None
 
 
-def _write_preview(path: Path, study: Study, settings: dict[str, Any], slices: list, mean: np.ndarray,
+def _write_preview(path: Path, study: Study, settings: dict[str, Any], start: np.ndarray | None, mean: np.ndarray,
                    std: np.ndarray | None) -> None:
     """Reformats beside the classical start image for a volume, a few slices otherwise."""
     plan = settings.get("volume") or {}
@@ -316,7 +455,6 @@ def _write_preview(path: Path, study: Study, settings: dict[str, Any], slices: l
         slice_preview(path, mean, std, display)
         return
     rows = {settings["method"]: mean}
-    start = _start_images(slices)
     if start is not None:
         rows = {f"start ({settings.get('init') or 'classical'})": start, **rows}
     volume_preview(path, rows, display, slice_spacing_mm=plan["slice_spacing_mm"],
@@ -337,7 +475,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="reconstruct a directory of sinograms or k-space into a DICOM series",
         description="Reconstruct every slice of a sinogram or k-space directory; write DICOM, a preview and a report.",
     )
-    p.add_argument("input_dir", type=Path, help="sinogram directory (geometry.json) or k-space directory")
+    p.add_argument("input_dir", type=Path,
+                   help="sinogram directory (geometry.json), k-space directory, or an HTC 2022 .mat file")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--prior", default="auto", help="bundled prior name (ct, mr) or checkpoint directory; auto = by modality")
     p.add_argument("--sampler", default="dds", help="posterior sampler: dds, dps, song22")
@@ -355,6 +494,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     add_precision_argument(p)
     add_set_argument(p)
+    p.add_argument("--format", dest="output_format", choices=OUTPUT_FORMATS, default="auto",
+                   help="output: dicom (CT in HU, MR), tiff (one float32 multi-page TIFF) or nifti (float32 "
+                        ".nii.gz); auto = dicom, or tiff for CT data that are not HU-calibrated")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_pacs_options(p, pull=False)
@@ -364,11 +506,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if (args.nfe is not None and args.nfe < 1) or (args.samples is not None and args.samples < 1) or args.batch < 1:
         raise ValueError("--nfe, --samples and --batch must be positive integers")
+    output_format = getattr(args, "output_format", "auto")
+    if getattr(args, "push", False):
+        if output_format in ("tiff", "nifti"):
+            raise InputError(args.out, f"--push stores DICOM series; it cannot push --format {output_format}")
+        output_format = "dicom"  # refused up front for data without HU
     report = reconstruct_directory(
         args.input_dir, args.out, method=args.method, prior=args.prior, sampler=args.sampler, nfe=args.nfe,
         samples=args.samples, seed=args.seed, batch=args.batch, device=args.device, precision=args.precision,
         overwrite=args.overwrite, options=parse_options(args.options),
-        progress=not args.no_progress, volume=args.volume, chunk=args.chunk,
+        progress=not args.no_progress, volume=args.volume, chunk=args.chunk, output_format=output_format,
     )
     line = f"reconstructed {report['n_slices']} slices in {report['seconds_total']:.1f} s -> {args.out}"
     if "mean_psnr" in report:

@@ -17,7 +17,7 @@ import numpy as np
 from priors.errors import PriorError
 from priors.typicality import load_reference, score_images
 
-__all__ = ["provenance_summary", "typicality_report", "warn_flagged"]
+__all__ = ["clinical_prior_warning", "flagged_warnings", "provenance_summary", "typicality_report", "warn_flagged"]
 
 
 def typicality_report(prior: Any, prior_name: str, images: dict[str, np.ndarray | None],
@@ -44,15 +44,39 @@ def typicality_report(prior: Any, prior_name: str, images: dict[str, np.ndarray 
             "flagged": flagged, "slices": rows}
 
 
-def warn_flagged(report: dict[str, Any]) -> None:
-    """One warning line per scored image kind with flagged slices (to stderr)."""
+def flagged_warnings(report: dict[str, Any]) -> list[str]:
+    """One warning text per scored image kind with flagged slices (empty when none or not scored)."""
     if not report.get("available"):
-        return
+        return []
+    lines = []
     for kind, names in report["flagged"].items():
         if names:
             what = "classical start image" if kind == "start" else "reconstruction"
-            print(f"recon: warning: {len(names)} slice(s) OUT OF DISTRIBUTION for the prior ({what}): "
-                  f"{', '.join(names)}; see report.json 'typicality'", file=sys.stderr)
+            lines.append(f"{len(names)} slice(s) OUT OF DISTRIBUTION for the prior ({what}): "
+                         f"{', '.join(names)}; see report.json 'typicality'")
+    return lines
+
+
+def warn_flagged(report: dict[str, Any]) -> None:
+    """One warning line per scored image kind with flagged slices (to stderr)."""
+    for line in flagged_warnings(report):
+        print(f"recon: warning: {line}", file=sys.stderr)
+
+
+def clinical_prior_warning(prior: Any, prior_name: str, hu_calibrated: bool, units: str) -> str | None:
+    """The warning for a clinical prior applied to CT data that are not HU-calibrated, or None.
+
+    A prior whose normalisation is in HU (the bundled ``ct`` prior) learnt patient anatomy in
+    Hounsfield units of water-calibrated clinical scanners; on attenuation of another scale (a
+    laboratory or synchrotron source, ``units`` ``per_pixel``) its normalisation maps the data onto
+    the wrong part of its range, and the result is a guess from the wrong distribution.
+    """
+    normalization = getattr(prior, "normalization", None)
+    if hu_calibrated or getattr(normalization, "unit", None) != "HU":
+        return None
+    return (f"the clinical CT prior '{prior_name}' (trained on HU-calibrated patient scans) is applied to data "
+            f"that are not HU-calibrated (units {units}); the result is in attenuation units and is not a "
+            "clinical image")
 
 
 def provenance_summary(report: dict[str, Any]) -> str | None:

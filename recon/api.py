@@ -7,7 +7,10 @@ same physical units, so pipelines treat all methods alike.
 Units. ``y`` is physical: CT line integrals of attenuation (the operator acts on ``mu`` in 1/mm),
 MRI complex k-space. Results are in the prior's physical unit: HU for CT
 (``HU = 1000 (mu - mu_water) / mu_water``, ``mu_water`` from :mod:`operators.noise`), magnitude for
-MR (the scale of the zero-filled image), the operator's own unit for other operators.
+MR (the scale of the zero-filled image), the operator's own unit for other operators. CT data
+that are not HU-calibrated (a laboratory or synchrotron source, attenuation per pixel) are
+reconstructed with ``hu=False``: results stay attenuation in the operator's units (``"1/mm"``, 1/mm
+of the geometry's lengths), for classical methods and samplers alike.
 
 Batching. ``y`` holds ``B`` slices; ``samples = S`` posterior samples per slice are drawn as one batch
 of ``B * S`` items (slice-major: item ``b * S + s``). ``mean`` and ``std`` are ``[B, C, H, W]``,
@@ -142,6 +145,7 @@ class _Request:
     options: dict[str, Any]
     volume: bool = False
     slice_spacing_mm: float | None = None
+    hu: bool = True
 
 
 def _scalar_or_desc(v) -> Any:
@@ -192,6 +196,7 @@ def reconstruct(
     precision: str = "auto",
     volume: bool = False,
     slice_spacing_mm: float | None = None,
+    hu: bool = True,
     **options: Any,
 ) -> Result:
     """Reconstruct images from measurements with a posterior sampler or a classical method.
@@ -225,6 +230,11 @@ def reconstruct(
             :data:`VOLUME_METHODS`. One slice is reconstructed as usual.
         slice_spacing_mm: the step between the volume's slices; sets the default coupling
             ``z_precision = Z_PRECISION_1MM / slice_spacing_mm^2``. Required with ``volume``.
+        hu: CT only. True (default): results in Hounsfield units,
+            ``HU = 1000 (mu - mu_water) / mu_water``. False, for data that are not HU-calibrated:
+            results (``mean``, ``std``, ``samples``, ``start``) stay attenuation in the operator's
+            units, unit ``"1/mm"``; a sampler still maps them through its prior's normalisation,
+            which for a clinical (HU) prior assumes 1/mm of a water-calibrated scanner.
         **options: passed to the sampler (e.g. ``eta``, ``cg_iters``, ``zeta``, ``lam``) or to the
             classical function (e.g. ``n_iter``, ``weight``). Samplers also take ``init``: the
             classical method whose reconstruction, diffused to ``sigma_max`` (default
@@ -236,7 +246,7 @@ def reconstruct(
             ``scale`` (MR): the normalisation scale instead of the zero-filled image's percentile.
 
     Returns:
-        :class:`Result` in physical units (HU for CT, magnitude for MR).
+        :class:`Result` in physical units (HU for CT, 1/mm with ``hu=False``, magnitude for MR).
 
     Raises:
         ValueError: unknown sampler/method (the message lists the options), a prior whose modality
@@ -260,6 +270,8 @@ def reconstruct(
     op = op.to(dev)
     y = _batched(y, op).to(dev)
     op_mod = op.modality
+    if not hu and op_mod != "ct":
+        raise ValueError("hu=False (attenuation instead of HU) applies to CT operators only")
     if i0 is not None:
         if op_mod == "mr" or y.is_complex():
             raise ValueError("i0 (photon count) applies to CT line integrals only")
@@ -269,7 +281,7 @@ def reconstruct(
     check_options(name, options)
     req = _Request(name=name, y=y, op=op, prior=prior, modality=op_mod, noise_std=noise_std, i0=i0, device=dev,
                    t0=t0, options=dict(options), volume=bool(volume) and y.shape[0] > 1,
-                   slice_spacing_mm=slice_spacing_mm)
+                   slice_spacing_mm=slice_spacing_mm, hu=bool(hu))
     if name in METHODS:
         return _classical(req)
     if prior is None:
@@ -372,7 +384,9 @@ def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Calla
     with torch.no_grad():
         dom = tuple(op.domain_shape)
         xs = x.reshape(S, B, *dom).transpose(0, 1) if req.volume else x.reshape(B, S, *dom)
-        phys = prob.to_physical(xs)  # [B, S, C, H, W]; magnitude for complex images
+        # [B, S, C, H, W]: the prior's unit (magnitude for complex images), or CT attenuation without HU
+        to_output = prob.to_physical if req.hu else prob.to_operator_units
+        phys = to_output(xs)
         mean = phys.mean(dim=1)
         std = phys.std(dim=1) if S > 1 else torch.zeros_like(mean)
         residual = relative_residual(op, prob.to_operator_units(xs.mean(dim=1)), y)
@@ -393,10 +407,11 @@ def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Calla
         "normalised_scale": prob.scale.tolist(),
         "normalised_offset": prob.offset,
         "mu_water_per_mm": MU_WATER_PER_MM if req.modality == "ct" else None,
+        "hu": req.hu if req.modality == "ct" else None,
     }
     return Result(mean=mean, std=std, samples=phys, nfe=calls[0], seconds=time.perf_counter() - req.t0,
-                  residual=residual, method=req.name, settings=settings, unit=prob.unit,
-                  start=None if start is None else prob.to_physical(start).detach())
+                  residual=residual, method=req.name, settings=settings, unit=prob.unit if req.hu else "1/mm",
+                  start=None if start is None else to_output(start).detach())
 
 
 def _check_method_operator(name: str, op_mod: str | None) -> None:
@@ -426,15 +441,17 @@ def _classical(req: _Request) -> Result:
     u, kwargs = _classical_solution(name, req.y, op, req.i0, {**req.options, **_volume_options(name, req)})
     with torch.no_grad():
         residual = relative_residual(op, u, req.y)
-        if req.modality == "ct":
+        if req.modality == "ct" and req.hu:
             image, unit = 1000.0 * (u - MU_WATER_PER_MM) / MU_WATER_PER_MM, "HU"
+        elif req.modality == "ct":
+            image, unit = u, "1/mm"
         elif u.is_complex():
             image, unit = u.abs(), "a.u."
         else:
             image = u
             unit = prior.normalization.unit if prior is not None else ""
     settings = {"method": name, "function": f"recon.classical.{METHODS[name]}", "device": str(req.device),
-                "noise_std": _scalar_or_desc(req.noise_std), "i0": req.i0,
+                "noise_std": _scalar_or_desc(req.noise_std), "i0": req.i0, "hu": req.hu if req.modality == "ct" else None,
                 "options": {k: _scalar_or_desc(v) for k, v in kwargs.items()}}
     return Result(mean=image, std=torch.zeros_like(image), samples=image.unsqueeze(1), nfe=0,
                   seconds=time.perf_counter() - req.t0, residual=residual, method=name, settings=settings, unit=unit)

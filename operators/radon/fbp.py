@@ -97,8 +97,11 @@ def parker_weights(beta: np.ndarray, gamma: np.ndarray, span: float) -> np.ndarr
 
     ``gamma`` follows Parker's sign, in which the conjugate of ray ``(beta, gamma)`` is
     ``(beta + pi + 2 gamma, -gamma)``. ``span = pi + 2 delta``; exact when ``delta`` is at least the fan
-    half-angle, an approximation for shorter arcs. Returns ``[n_angles, n_detectors]``.
+    half-angle, an approximation for shorter arcs. An arc below ``pi - 2 max|gamma|`` (limited angle)
+    measures no ray twice, so every weight is 1. Returns ``[n_angles, n_detectors]``.
     """
+    if span < math.pi - 2.0 * float(np.abs(gamma).max(initial=0.0)):
+        return np.ones((beta.size, gamma.size))
     delta = max(0.5 * (span - math.pi), 1e-6)
     b = beta[:, None]
     g = np.clip(gamma[None, :], -delta + 1e-9, delta - 1e-9)

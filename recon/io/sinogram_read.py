@@ -32,6 +32,7 @@ Layout::
       "min_counts": 0.1,                   # counts: photon floor of the log (default COUNT_FLOOR)
       "angle_unit": "radian",              # or "degree"; angles may also name a .txt/.npy file
       "units": "per_mm",                   # or "per_pixel": uncalibrated attenuation, no HU
+      "hu_calibrated": false,              # optional: per_mm data not calibrated to water (no HU)
       "projections": "tiffs",              # optional: projection images instead of sinograms
                                            #   (recon.io.projection_images)
       "center_of_rotation": "auto",        # optional: axis offset in detector pixels, or "auto"
@@ -68,7 +69,7 @@ from recon.io.axis_correction import apply_center_of_rotation, parse_center_of_r
 from recon.io.projection_images import read_projections
 from recon.io.sidecar import identity_and_reference
 from recon.io.sinogram_counts import line_integrals_from_projections, line_integrals_from_sidecar_counts
-from recon.io.sinogram_sidecar import read_geometry_sidecar
+from recon.io.sinogram_sidecar import GEOMETRY_FILE, read_geometry_sidecar
 from recon.io.stripe_removal import remove_stripes_sorting
 
 STACKED_NAMES = ("sinogram.npy", "sinogram.npz")
@@ -118,8 +119,9 @@ class SinogramStudy:
 
     @property
     def hu_calibrated(self) -> bool:
-        """Whether reconstructions of these data may be shown and stored in Hounsfield units."""
-        return self.units == "per_mm"
+        """Whether reconstructions of these data may be shown and stored in Hounsfield units: attenuation
+        in 1/mm (``units`` ``per_mm``) of a water-calibrated scanner (``hu_calibrated`` not false)."""
+        return self.units == "per_mm" and bool(self.acquisition.get("hu_calibrated", True))
 
     @property
     def n_slices(self) -> int:
@@ -233,8 +235,26 @@ def _load_projections(
     return data, [f"row_{start + r:04d}" for r in range(data.shape[0])]
 
 
+def measurement_file(path: str | Path) -> Path | None:
+    """The scanner file a sinogram input stands for, or None for a sinogram directory (or anything else).
+
+    A ``.mat`` file in the HTC 2022 layout (:mod:`recon.io.htc_mat`), or a directory without
+    ``geometry.json`` that holds exactly one such file.
+    """
+    from recon.io.htc_mat import MAT_SUFFIX
+
+    p = Path(path)
+    if p.is_file():
+        return p if p.suffix.lower() == MAT_SUFFIX else None
+    if not p.is_dir() or (p / GEOMETRY_FILE).exists():
+        return None
+    mats = [q for q in p.iterdir() if q.is_file() and q.suffix.lower() == MAT_SUFFIX and not is_partial(q)]
+    return mats[0] if len(mats) == 1 else None
+
+
 def read_sinogram_dir(path: str | Path) -> SinogramStudy:
-    """Read and validate a sinogram directory (see the module docstring for the format).
+    """Read and validate a sinogram directory (see the module docstring for the format), or a
+    scanner file that :func:`measurement_file` recognises (HTC 2022 ``.mat``: :mod:`recon.io.htc_mat`).
 
     Returns:
         :class:`SinogramStudy` with ``data`` as float32 line integrals ``[n, 1, A, D]``.
@@ -245,6 +265,11 @@ def read_sinogram_dir(path: str | Path) -> SinogramStudy:
             each other, NaN/inf values, an unresolvable reference. The message names the file.
     """
     root = Path(path)
+    scanner_file = measurement_file(root)
+    if scanner_file is not None:
+        from recon.io.htc_mat import read_htc_mat
+
+        return read_htc_mat(scanner_file)
     if not root.is_dir():
         raise InputError(root, "not a directory" if root.exists() else "no such directory")
     gpath, sidecar, geometry, acq = read_geometry_sidecar(root)

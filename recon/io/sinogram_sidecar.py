@@ -31,9 +31,12 @@ log = logging.getLogger(__name__)
 GEOMETRY_FILE = "geometry.json"
 _GEOMETRY_KEYS = ("type", "image_size", "pixel_size_mm", "angles", "n_detectors", "detector_spacing_mm",
                   "source_origin_mm", "origin_detector_mm")
-_ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts", "dark_at", "flat_at", "ring_removal", "units")
+_ACQ_KEYS = ("values", "i0", "dark", "flat", "noise", "min_counts", "dark_at", "flat_at", "ring_removal", "units",
+             "hu_calibrated")
 #: ``units`` of the line integrals' attenuation: ``per_mm`` (calibrated, convertible to HU) or
-#: ``per_pixel`` (uncalibrated: attenuation per detector pixel, no HU).
+#: ``per_pixel`` (uncalibrated: attenuation per detector pixel, no HU). ``hu_calibrated: false`` marks
+#: ``per_mm`` data that are not calibrated to water either (a laboratory or synchrotron source), so
+#: they stay in 1/mm.
 UNITS = ("per_mm", "per_pixel")
 _OTHER_KEYS = ("data", "slices", "reference", "identity", "format", "version", "description", "source",
                "angles_rad", "image", "ground_truth", "simulation", "slice_spacing_mm", "angle_unit",
@@ -195,6 +198,13 @@ def acquisition_fields(gpath: Path, sidecar: Mapping[str, Any]) -> dict[str, Any
         if sidecar["units"] not in UNITS:
             raise InputError(gpath, f"field 'units' is {sidecar['units']!r}, expected 'per_mm' or 'per_pixel'")
         acq["units"] = sidecar["units"]
+    if "hu_calibrated" in sidecar:
+        hu = sidecar["hu_calibrated"]
+        if not isinstance(hu, bool):
+            raise InputError(gpath, f"field 'hu_calibrated' is {hu!r}, expected true or false")
+        if hu and acq.get("units") == "per_pixel":
+            raise InputError(gpath, "field 'hu_calibrated' is true but 'units' is 'per_pixel': per-pixel attenuation has no HU")
+        acq["hu_calibrated"] = hu
     rings = ring_removal_setting(sidecar.get("ring_removal"), gpath)
     if rings is not None:
         acq["ring_removal"] = rings

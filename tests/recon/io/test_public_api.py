@@ -19,16 +19,20 @@ PUBLIC = {
     "list_series": "recon.io.dicom_read",
     "provenance_description": "recon.io.dicom_provenance",
     "read_cfl": "recon.io.bart_cfl",
+    "read_htc_mat": "recon.io.htc_mat",
     "read_kspace_dir": "recon.io.kspace_read",
     "read_series": "recon.io.dicom_read",
     "read_sinogram_dir": "recon.io.sinogram_read",
     "remove_stale_partials": "recon.io.atomic",
     "synthetic_identity": "recon.io.dicom_identity",
     "write_cfl": "recon.io.bart_cfl",
+    "write_htc_sinogram_dir": "recon.io.htc_mat",
     "write_kspace_dir": "recon.io.kspace_write",
+    "write_nifti": "recon.io.stack_write",
     "write_series": "recon.io.dicom_write",
     "write_sinogram_dir": "recon.io.sinogram_write",
     "write_std_series": "recon.io.dicom_write",
+    "write_tiff_stack": "recon.io.stack_write",
 }
 
 
