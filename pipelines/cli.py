@@ -1,4 +1,4 @@
-"""The ``recon`` command: reconstruct, simulate, benchmark, validate, score, train, sample, pacs, demo.
+"""The ``recon`` command: reconstruct, simulate, batch, benchmark, validate, score, train, sample, pacs, demo.
 
 Each subcommand lives in a ``pipelines`` module exposing ``register(subparsers)``; the module adds
 its parser and sets ``func=run`` with ``run(args) -> int``. Bad input ends with one line naming the
@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from operators.cpu import add_threads_argument, apply_thread_budget
-from pipelines import benchmark, demo, pacs, reconstruct_dir, sample, score, simulate, train, validate
+from pipelines import batch, benchmark, demo, pacs, reconstruct_dir, sample, score, simulate, train, validate
 from recon.errors import InputError
 
 # Subcommand modules, in the order ``recon --help`` lists them.
-SUBCOMMAND_MODULES: tuple[ModuleType, ...] = (reconstruct_dir, simulate, benchmark, validate, score, train, sample, pacs,
-                                              demo)
+SUBCOMMAND_MODULES: tuple[ModuleType, ...] = (reconstruct_dir, simulate, batch, benchmark, validate, score, train, sample,
+                                              pacs, demo)
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130

@@ -16,7 +16,7 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    names = ("reconstruct", "simulate", "benchmark", "validate", "score", "train", "sample", "pacs", "demo")
+    names = ("reconstruct", "simulate", "batch", "benchmark", "validate", "score", "train", "sample", "pacs", "demo")
     for name in names:
         assert name in out
     assert len(SUBCOMMAND_MODULES) == len(names)
