@@ -73,7 +73,7 @@ def _load(path: Path) -> tuple[str, Any]:
         mat = scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
     except NotImplementedError:
         raise InputError(path, "MATLAB v7.3 (HDF5) file; save it with save(..., '-v7') to read it") from None
-    except (ValueError, TypeError, OSError) as e:
+    except (scipy.io.matlab.MatReadError, ValueError, TypeError, OSError, EOFError) as e:
         raise InputError(path, f"not a readable MATLAB .mat file ({e})") from None
     names = [k for k in mat if not k.startswith("__")]
     found = [k for k in names if {"sinogram", "parameters"} <= set(_fields(mat[k]))]

@@ -1,0 +1,169 @@
+"""``recon reconstruct --format dicom|tiff|nifti`` and the path for data without HU calibration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from operators import ParallelBeam, hu_to_mu, uniform_angles
+from pipelines.cli import main
+from pipelines.reconstruct_dir import reconstruct_directory
+from recon.io import write_sinogram_dir
+
+SIZE, VIEWS, PX, MU = 32, 24, 1.5, 0.02
+
+
+def _study(root: Path, **extra) -> Path:
+    """Two slices of a disc of MU/mm (parallel beam, noise-free line integrals)."""
+    op = ParallelBeam(SIZE, uniform_angles(VIEWS), pixel_size_mm=PX)
+    yy, xx = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2
+    disc = torch.from_numpy((np.hypot(yy, xx) < 0.35 * SIZE).astype(np.float32) * MU)
+    with torch.no_grad():
+        y = op(torch.stack([disc, 0.5 * disc])[:, None])
+    geometry = {"type": "parallel", "image_size": [SIZE, SIZE], "pixel_size_mm": PX,
+                "angles": uniform_angles(VIEWS).tolist(), "n_detectors": op.geometry.n_detectors,
+                "detector_spacing_mm": PX}
+    return write_sinogram_dir(root, y, geometry, extra=extra or None)
+
+
+def _slices(out: Path) -> np.ndarray:
+    return np.stack([np.load(p)["mean"] for p in sorted((out / ".slices").glob("slice_*.npz"))])
+
+
+def _run(study: Path, out: Path, **kw) -> dict:
+    return reconstruct_directory(study, out, device="cpu", progress=False, **kw)
+
+
+def test_tiff_holds_the_slices_as_float32_with_the_pixel_size(tmp_path: Path):
+    out = tmp_path / "out"
+    report = _run(_study(tmp_path / "study"), out, method="fbp", output_format="tiff")
+    assert report["outputs"]["tiff"] == "recon.tif" and report["outputs"]["tiff_std"] is None
+    assert not (out / "dicom").exists() and report["unit"] == "HU"
+    with tifffile.TiffFile(out / "recon.tif") as tif:
+        images = tif.asarray()
+        page = tif.pages[0]
+        num, den = page.tags["XResolution"].value
+        assert page.tags["ResolutionUnit"].value == 3  # centimetre
+        meta = json.loads(page.description)
+    assert images.dtype == np.float32 and images.shape == (2, SIZE, SIZE)
+    assert np.array_equal(images, _slices(out))
+    assert num / den == pytest.approx(10.0 / PX, rel=1e-6)
+    assert meta["unit"] == "HU" and meta["pixel_size_mm"] == PX and meta["method"] == "fbp"
+
+
+def test_nifti_affine_from_pixel_size_and_slice_spacing(tmp_path: Path):
+    out = tmp_path / "out"
+    report = _run(_study(tmp_path / "study", slice_spacing_mm=2.5), out, method="tv", output_format="nifti",
+                  options={"n_iter": 20})
+    assert report["outputs"]["nifti"] == "recon.nii.gz"
+    img = nib.load(out / "recon.nii.gz")
+    assert img.get_data_dtype() == np.float32 and img.shape == (SIZE, SIZE, 2)
+    assert np.allclose(np.diag(img.affine), [PX, PX, 2.5, 1.0])
+    assert np.allclose(img.affine[:3, 3], [-(SIZE - 1) / 2 * PX, -(SIZE - 1) / 2 * PX, 0.0])
+    assert img.header.get_xyzt_units()[0] == "mm" and b"unit=HU" in bytes(img.header["descrip"])
+    data = np.asarray(img.dataobj)
+    # voxel (i, j, k) = column i, row H-1-j, slice k
+    assert np.array_equal(data.transpose(2, 1, 0)[:, ::-1, :], _slices(out))
+
+
+def test_auto_writes_dicom_with_hu_and_tiff_in_attenuation_without(tmp_path: Path):
+    calibrated = _run(_study(tmp_path / "hu"), tmp_path / "hu_out", method="fbp")
+    assert calibrated["outputs"]["format"] == "dicom" and (tmp_path / "hu_out" / "dicom" / "IM0001.dcm").is_file()
+    study = _study(tmp_path / "px", units="per_pixel")
+    report = _run(study, tmp_path / "px_out", method="fbp")
+    assert report["outputs"]["format"] == "tiff" and report["unit"] == "1/pixel"
+    assert report["calibration"] == {"hu_calibrated": False, "units": "per_pixel", "output_unit": "1/pixel"}
+    with tifffile.TiffFile(tmp_path / "px_out" / "recon.tif") as tif:
+        images = tif.asarray()
+        assert tif.pages[0].tags["ResolutionUnit"].value == 1  # no unit: the pixel size is unknown
+    # attenuation per pixel, not HU: the disc's centre is MU/mm times the pixel size
+    centre = images[0, SIZE // 2 - 3:SIZE // 2 + 3, SIZE // 2 - 3:SIZE // 2 + 3].mean()
+    assert centre == pytest.approx(MU * PX, rel=0.05)
+    assert not (tmp_path / "hu_out" / "recon.tif").exists()
+
+
+def test_dicom_is_refused_for_data_without_hu(tmp_path: Path, capsys):
+    study = _study(tmp_path / "px", units="per_pixel")
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(study), "--out", str(out), "--method", "fbp", "--format", "dicom", "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(study) in err[0] and "not HU-calibrated" in err[0] and "--format tiff" in err[0]
+    assert not out.exists()
+    study_mm = _study(tmp_path / "mm", hu_calibrated=False)
+    assert main(["reconstruct", str(study_mm), "--out", str(out), "--method", "fbp", "--format", "dicom", "--no-progress"]) != 0
+    assert "hu_calibrated false" in capsys.readouterr().err and not out.exists()
+
+
+def test_push_needs_dicom(tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    rc = main(["reconstruct", str(_study(tmp_path / "s")), "--out", str(out), "--method", "fbp", "--format", "tiff",
+               "--push", "--no-progress"])
+    assert rc != 0 and "--push" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_clinical_prior_on_data_without_hu_warns_and_the_report_keeps_it(tmp_path: Path, capsys, one_thread):
+    out = tmp_path / "out"
+    report = _run(_study(tmp_path / "px", units="per_pixel"), out, prior="ct", sampler="dds", nfe=2, samples=2,
+                  output_format="tiff")
+    err = capsys.readouterr().err
+    assert "warning: the clinical CT prior 'ct'" in err and "not HU-calibrated (units per_pixel)" in err
+    assert report["warnings"][0].startswith("the clinical CT prior 'ct'")
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["warnings"] == report["warnings"] and saved["unit"] == "1/pixel"
+    # the typicality check scored the slices (in the prior's HU) and its flags are in the report
+    assert saved["typicality"]["available"] and len(saved["typicality"]["slices"]) == 2
+    assert all(isinstance(row["result"]["flag"], bool) for row in saved["typicality"]["slices"])
+    flagged = saved["typicality"]["flagged"]["result"]
+    assert all(any(name in w for w in saved["warnings"]) for name in flagged)
+    std = tifffile.imread(out / "recon_std.tif")
+    assert std.shape == (2, SIZE, SIZE) and std.dtype == np.float32 and (std >= 0).all()
+
+
+def test_clinical_prior_warning_only_without_hu():
+    from pipelines.typicality_check import clinical_prior_warning
+    from priors import load_prior
+
+    prior = load_prior("ct")
+    assert clinical_prior_warning(prior, "ct", True, "per_mm") is None
+    assert "units per_mm" in clinical_prior_warning(prior, "ct", False, "per_mm")
+
+
+def test_the_api_keeps_attenuation_without_hu():
+    from recon.api import reconstruct
+
+    op = ParallelBeam(SIZE, uniform_angles(VIEWS), pixel_size_mm=PX)
+    x = torch.full((1, 1, SIZE, SIZE), MU)
+    with torch.no_grad():
+        y = op(x)
+    hu = reconstruct(y, op, method="fbp", device="cpu")
+    mu = reconstruct(y, op, method="fbp", device="cpu", hu=False)
+    assert hu.unit == "HU" and mu.unit == "1/mm" and mu.settings["hu"] is False
+    assert torch.allclose(mu.mean, hu_to_mu(hu.mean), atol=1e-6)
+    from operators import CartesianFourier
+
+    with pytest.raises(ValueError, match="CT operators only"):
+        reconstruct(torch.zeros(1, 1, 8, 8, dtype=torch.complex64), CartesianFourier(torch.ones(8, 8, dtype=torch.bool)),
+                    method="zero_filled", hu=False)
+
+
+def test_an_htc_mat_file_reconstructs_directly(tmp_path: Path, capsys):
+    from tests.recon.io.test_htc_mat import CELL, SD, SO, write_mat
+
+    mat = write_mat(tmp_path / "scan.mat")
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(mat), "--out", str(out), "--method", "fbp", "--format", "nifti", "--no-progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["unit"] == "1/mm" and report["acquisition"]["type"] == "fan" and report["outputs"]["format"] == "nifti"
+    assert np.allclose(np.diag(nib.load(out / "recon.nii.gz").affine)[:2], CELL * SO / SD)
+    bad = write_mat(tmp_path / "bad.mat", drop="distanceSourceDetector")
+    capsys.readouterr()
+    assert main(["reconstruct", str(bad), "--out", str(tmp_path / "bad_out"), "--method", "fbp", "--no-progress"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "distanceSourceDetector" in err[0]
+    assert not (tmp_path / "bad_out").exists()
