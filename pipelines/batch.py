@@ -110,28 +110,42 @@ def _one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _worker_threads(threads: int | None) -> tuple[int, str | None]:
-    """(threads for this task, the worker's address): ``threads``, else this machine's cores
-    divided by the tasks its worker runs at once (Dask's ``OMP_NUM_THREADS=1`` for worker
-    processes says nothing about the cores a task may use)."""
+def _task_threads(threads: int | None) -> tuple[int, str | None]:
+    """(threads for this task, the worker's address).
+
+    ``threads`` where given; else this machine's share for one worker thread: the cores this
+    process may use divided by the worker threads of all workers on this machine, as the
+    scheduler lists them when the task starts (so a restarted worker counts too). Dask's
+    ``OMP_NUM_THREADS=1`` for worker processes says nothing about the cores a task may use, and
+    workers that share a machine must not each take all of it.
+    """
     try:
-        from distributed import get_worker
+        from distributed import get_client, get_worker
 
         worker = get_worker()
     except ValueError:  # not on a worker: called directly
         return (threads or default_threads()), None
-    return (threads or max(1, available_cores() // max(1, worker.state.nthreads))), worker.address
+    if threads:
+        return threads, worker.address
+    try:
+        listed = get_client().scheduler_info(n_workers=-1).get("workers", {}).values()
+        here = sum(int(w.get("nthreads", 1)) for w in listed if w.get("host") == worker.ip)
+    except Exception:  # the scheduler cannot be asked: count this worker alone
+        here = 0
+    return max(1, available_cores() // max(1, here, worker.state.nthreads)), worker.address
 
 
 def run_study(command: str, argv: list[str], threads: int | None = None) -> dict[str, Any]:
     """Run ``recon COMMAND argv`` in this (worker) process; the Dask task of one study.
+
+    ``threads``: the task's CPU threads (None: its machine's share, :func:`_task_threads`).
 
     Bad input (the errors the ``recon`` command reports as one line) gives a ``failed`` result
     at once; anything else is raised, so that Dask retries the task (``retries=``) before the
     batch reports it. The command's own output is captured: the batch shows one progress bar.
     """
     t0 = time.perf_counter()
-    n_threads, worker = _worker_threads(threads)
+    n_threads, worker = _task_threads(threads)
     apply_thread_budget(n_threads)
     parser = command_parser(command)
     args = parser.parse_args(argv)
@@ -286,9 +300,10 @@ def run_batch(
                          resources=resources) as (client, cluster):
             report["cluster"] = cluster
             where = f"{cluster['workers']} local worker process(es)" if workers else f"{cluster['workers']} worker(s)"
-            dashboard = cluster["dashboard"] or "not served (the scheduler needs bokeh for it)"
+            share = f"{per_worker} thread(s) per task" if per_worker else "threads per task: its machine's cores / worker threads"
+            dashboard = cluster["dashboard"] or "not served"
             print(f"batch {command}: {len(todo)} of {len(found)} studies on {where} at {cluster['scheduler']}, "
-                  f"{per_worker or 'auto'} thread(s) per task; dashboard: {dashboard}", file=sys.stderr)
+                  f"{share}; dashboard: {dashboard}", file=sys.stderr)
             token = uuid.uuid4().hex[:8]
             futures = {
                 client.submit(run_study, command, study_argv(parser, s.path, out / s.name, options), threads=per_worker,

@@ -3,6 +3,12 @@
 The studies are tiny (3-slice 64 x 64 phantom series, 32 x 32 reconstructions, fbp / tv), so the
 module runs on 2 cores: one two-process cluster is shared by the tests, which reach it through
 ``--scheduler`` as a user reaches an existing cluster; one test starts its own with ``--workers``.
+
+A resumed ``recon reconstruct`` (serial or in a batch) is not bit-identical in float32 to an
+uninterrupted one with TV: the study's operator caches its norm from the first slice a process
+reconstructs, so the first slice after a resume differs by rounding (~3e-4 HU; the DICOM series,
+in integer HU, is identical). The killed-worker test therefore compares with a serial run resumed
+after the same slices.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ pytest.importorskip("astra")
 distributed = pytest.importorskip("distributed")
 
 SIM_OPTIONS = ["--modality", "ct", "--views", "16", "--size", "32"]
+N_KILL = 8  # slices per study of the killed-worker test
 
 
 # ------------------------------------------------------------------------------------ fixtures
@@ -174,13 +181,13 @@ def test_manifest_on_a_local_cluster_of_its_own(sims, tmp_path, capsys):
 def test_a_worker_killed_mid_study_is_retried_and_no_slice_is_lost_or_rewritten(tmp_path, cluster):
     """SIGKILL the worker that is writing a study's slices: Dask reruns the task elsewhere and the
     rerun reconstructs only the missing slices (the finished ones keep their inode and time)."""
-    dicoms = _write_dicom_studies(tmp_path / "dicoms", ["k0", "k1"], n_slices=10)
+    dicoms = _write_dicom_studies(tmp_path / "dicoms", ["k0", "k1"], n_slices=N_KILL)
     sims = tmp_path / "sims"
     assert main(["batch", "simulate", str(dicoms), "--out", str(sims), *SIM_OPTIONS, "--scheduler",
                  cluster.scheduler_address, "--no-progress"]) == 0
     out = tmp_path / "rec"
     # one slice per call and many iterations: a study takes seconds, time to catch it midway
-    options = ["--method", "tv", "--set", "n_iter=1500", "--batch", "1", "--no-volume"]
+    options = ["--method", "tv", "--set", "n_iter=400", "--batch", "1", "--no-volume"]
     rc: list[int] = []
     runner = threading.Thread(target=lambda: rc.append(main(
         ["batch", "reconstruct", str(sims), "--out", str(out), *options, "--scheduler", cluster.scheduler_address,
@@ -201,7 +208,7 @@ def test_a_worker_killed_mid_study_is_retried_and_no_slice_is_lost_or_rewritten(
         pid = client.run(os.getpid, workers=[victim[1]])[victim[1]]
         os.kill(pid, signal.SIGKILL)
     before = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.glob("*/.slices/slice_*.npz")}
-    assert 2 <= len(list((out / victim[0] / ".slices").glob("slice_*.npz"))) < 10
+    assert 2 <= len(list((out / victim[0] / ".slices").glob("slice_*.npz"))) < N_KILL
     runner.join(timeout=300)
     assert rc == [0]
     report = _report(out)
@@ -209,13 +216,25 @@ def test_a_worker_killed_mid_study_is_retried_and_no_slice_is_lost_or_rewritten(
     assert {e["study"]: e for e in report["studies"]}[victim[0]]["worker"] != victim[1]
     for name in ("k0", "k1"):
         slices = sorted((out / name / ".slices").iterdir())
-        assert [p.name for p in slices] == [f"slice_{i:04d}.npz" for i in range(10)]  # no partial left
-        assert len(list((out / name / "dicom").glob("*.dcm"))) == 10
+        assert [p.name for p in slices] == [f"slice_{i:04d}.npz" for i in range(N_KILL)]  # no partial left
+        assert len(list((out / name / "dicom").glob("*.dcm"))) == N_KILL
     for p, stamp in before.items():
         assert (p.stat().st_ino, p.stat().st_mtime_ns) == stamp, f"{p} was written again"
+    # the same as a serial run interrupted after the same slices and run again (see the module's
+    # note), and the DICOM series the same as an uninterrupted serial run's
     serial = tmp_path / "serial"
-    assert main(["reconstruct", str(sims / victim[0]), "--out", str(serial), *options, "--no-progress"]) == 0
+    argv = ["reconstruct", str(sims / victim[0]), "--out", str(serial), *options, "--no-progress"]
+    assert main(argv) == 0
+    uninterrupted = _image_checksums(serial)
+    kept = {p.name for p in before if p.parent.parent.name == victim[0]}
+    (serial / "report.json").unlink()
+    for p in (serial / ".slices").iterdir():
+        if p.name not in kept:
+            p.unlink()
+    assert main(argv) == 0
     assert _image_checksums(out / victim[0]) == _image_checksums(serial)
+    assert {k: v for k, v in _image_checksums(out / victim[0]).items() if k.startswith("dicom/")} == \
+        {k: v for k, v in uninterrupted.items() if k.startswith("dicom/")}
 
 
 # ------------------------------------------------------------------------------------ bad input
