@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from skimage.data import shepp_logan_phantom
 
+from benchmarks import typicality_sets as sets
 from priors.checkpoint import save_checkpoint
 from priors.errors import PriorError
 from priors.gaussian import GaussianPrior
@@ -234,35 +234,14 @@ def _sample_ct_slices() -> np.ndarray:
     return np.asarray(read_series(sample_study_dir()).pixels, dtype=np.float32)
 
 
-def _with_metal(slice_hu: np.ndarray, radius_px: float, streaks: bool) -> np.ndarray:
-    """Two metal discs (steel, 0.5 / mm) in a slice resampled to 256 x 256 at 1.5 mm; with ``streaks`` the
-    slice is what a scanner shows: projected (360 views, 1e6 photons), Poisson counts, FBP."""
-    from operators import ParallelBeam, hu_to_mu, mu_to_hu, transmission_noise, uniform_angles
-    from priors.datasets import resize_square
-
-    mu = hu_to_mu(resize_square(np.maximum(slice_hu, -1024.0), 256, -1024.0).astype(np.float64)).clip(0)
-    yy, xx = np.mgrid[:256, :256]
-    for cx in (93, 163):
-        mu[(yy - 128) ** 2 + (xx - cx) ** 2 < radius_px**2] = 0.5
-    if not streaks:
-        return mu_to_hu(mu).astype(np.float32)
-    op = ParallelBeam(256, uniform_angles(360), pixel_size_mm=1.5)
-    p = op(torch.from_numpy(mu[None, None].astype(np.float32)))
-    noisy = transmission_noise(p, 1e6, generator=torch.Generator().manual_seed(0))
-    return mu_to_hu(op.pinv(noisy)[0, 0].numpy()).astype(np.float32)
-
-
 def _mr_as_hu(shared_data) -> list[np.ndarray]:
-    """Two brain MR slices (BraTS 2015 validation, T1c) mapped linearly onto [-1000, 1000] HU, so
-    only their content, not their intensity range, tells them from CT."""
+    """Two brain MR slices (BraTS 2015 validation, T1c) on the CT window: only their content, not
+    their intensity range, tells them from CT."""
     from pipelines.training_data import nifti_slices
 
     vol = shared_data("mr_brats2015", "validation", "brats_2013_pat0003_1", "T1c_subtrMeanDivStd.nii.gz")
     slices = nifti_slices(vol)
-    out = []
-    for s in (slices[len(slices) // 2], slices[len(slices) // 3]):
-        out.append((s / np.percentile(s, 99.9) * 2000.0 - 1000.0).astype(np.float32))
-    return out
+    return [sets.as_ct_window(s) for s in (slices[len(slices) // 2], slices[len(slices) // 3])]
 
 
 @pytest.mark.slow
@@ -271,10 +250,10 @@ def test_bundled_ct_prior_scores_ct_more_typical_than_what_is_not_ct():
     ref = load_reference("ct")
     ct = _sample_ct_slices()
     outliers = {
-        "shepp-logan": [shepp_logan_phantom().astype(np.float32) * 2000.0 - 1000.0],
-        "noise": [np.random.default_rng(0).normal(0.0, 500.0, (256, 256)).astype(np.float32)],
-        "metal": [_with_metal(ct[0], 4.0, streaks=False)],
-        "metal, scanned": [_with_metal(ct[1], 4.0, streaks=True)],
+        "shepp-logan": sets.shepp_logan(),
+        "noise": sets.noise_slices(1),
+        "metal": [sets.with_metal(ct[0], 4.0, streaks=False)],
+        "metal, scanned": [sets.with_metal(ct[1], 4.0, streaks=True)],
     }
     typical = score_images(prior, ct, ref)
     assert typical.score.shape == (4,) and not typical.flag.any(), typical.rows()
