@@ -314,8 +314,11 @@ def run_batch(
             bar = tqdm(total=len(found), initial=len(found) - len(todo), unit="study", desc=f"batch {command}",
                        disable=not progress)
             for future in as_completed(futures):
-                s = futures[future]
+                s = futures.pop(future)
                 entries[s.name].update(_outcome(future))
+                # forget the result at once: a result the scheduler still tracks is recomputed when
+                # the worker holding it dies, which would run a finished study again
+                future.release()
                 bar.update(1)
                 failed = sum(e["status"] == "failed" for e in entries.values())
                 if failed:
