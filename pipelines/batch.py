@@ -173,6 +173,7 @@ def open_client(*, workers: int | None, scheduler: str | None, threads_per_worke
     Yields ``(client, description)``; a local cluster is shut down on exit. Local workers run one
     task at a time and offer ``resources`` (so tasks that ask for them can run there too).
     """
+    import dask
     from distributed import Client, LocalCluster
 
     if scheduler is not None:
@@ -185,7 +186,12 @@ def open_client(*, workers: int | None, scheduler: str | None, threads_per_worke
             yield client, {"scheduler": scheduler, "workers": len(info.get("workers", {})),
                            "threads_per_worker": threads_per_worker, "dashboard": _dashboard(client, info)}
         return
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, resources=resources) as cluster, \
+    # Dask starts worker processes with MALLOC_TRIM_THRESHOLD_=65536 to hand memory back to the
+    # system sooner; reconstructions allocate and free large arrays all the time, and TV is ~40 %
+    # slower so (measured: 3.9-4.4 s instead of 2.4-3.0 s for a 4-slice study), so glibc's own
+    # adaptive threshold is kept (None unsets the variable).
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, resources=resources) as cluster, \
             Client(cluster) as client:
         dashboard = _dashboard(client, client.scheduler_info())
         if dashboard and importlib.util.find_spec("bokeh") is None:
