@@ -45,8 +45,8 @@ from pipelines.batch_studies import MANIFEST_PATH_COLUMNS, BatchStudy, find_stud
 from recon.errors import InputError
 from recon.io.atomic import atomic_write_json, ensure_output_dir
 
-__all__ = ["BATCH_COMMANDS", "REPORT_FILE", "command_parser", "is_complete", "register", "run", "run_batch",
-           "run_study"]
+__all__ = ["BATCH_COMMANDS", "REPORT_FILE", "command_parser", "is_complete", "open_client", "register", "run",
+           "run_batch", "run_study", "task_threads"]
 
 #: The single commands a batch runs, by name.
 BATCH_COMMANDS: dict[str, ModuleType] = {"simulate": simulate, "reconstruct": reconstruct_dir}
@@ -110,7 +110,7 @@ def _one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
-def _task_threads(threads: int | None) -> tuple[int, str | None]:
+def task_threads(threads: int | None) -> tuple[int, str | None]:
     """(threads for this task, the worker's address).
 
     ``threads`` where given; else this machine's share for one worker thread: the cores this
@@ -138,14 +138,14 @@ def _task_threads(threads: int | None) -> tuple[int, str | None]:
 def run_study(command: str, argv: list[str], threads: int | None = None) -> dict[str, Any]:
     """Run ``recon COMMAND argv`` in this (worker) process; the Dask task of one study.
 
-    ``threads``: the task's CPU threads (None: its machine's share, :func:`_task_threads`).
+    ``threads``: the task's CPU threads (None: its machine's share, :func:`task_threads`).
 
     Bad input (the errors the ``recon`` command reports as one line) gives a ``failed`` result
     at once; anything else is raised, so that Dask retries the task (``retries=``) before the
     batch reports it. The command's own output is captured: the batch shows one progress bar.
     """
     t0 = time.perf_counter()
-    n_threads, worker = _task_threads(threads)
+    n_threads, worker = task_threads(threads)
     apply_thread_budget(n_threads)
     parser = command_parser(command)
     args = parser.parse_args(argv)

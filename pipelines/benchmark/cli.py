@@ -86,6 +86,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="PSNR levels (dB) of the summary table (default 30,35)")
     r.add_argument("--ssim-levels", type=_floats, default=list(DEFAULT_SSIM_LEVELS),
                    help="SSIM levels of the summary table (default 0.8,0.9)")
+    c = p.add_argument_group("Dask cluster (one task per setting; the report directory must be shared)")
+    where = c.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=None, help="run the settings on a local cluster of N worker processes")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run the settings on an existing Dask cluster (tcp://HOST:PORT); see docs/cluster.md")
     p.add_argument("--overwrite", action="store_true", help="replace a report directory that holds another benchmark")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_pacs_options(p, push=False)
@@ -106,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         prior=args.prior, device=args.device, precision=args.precision, options=parse_options(args.options),
         slices=args.slices, max_slices=args.max_slices, size=args.size,
         batch=args.batch, psnr_levels=args.psnr_levels, ssim_levels=args.ssim_levels, overwrite=args.overwrite,
-        progress=not args.no_progress,
+        progress=not args.no_progress, workers=args.workers, scheduler=args.scheduler,
+        threads=getattr(args, "threads", None) if (args.workers or args.scheduler) else None,
     )
     for line in result["headlines"]:
         print(line)

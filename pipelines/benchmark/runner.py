@@ -1,28 +1,35 @@
 """``run_benchmark``: a dose-reduction benchmark from inputs to report, resumable.
 
 For every setting of the grid the selected slices are simulated once and reconstructed by every
-method; finished cells are skipped, so a killed run reruns only the missing ones.
+method; finished cells are skipped, so a killed run reruns only the missing ones. With
+``workers`` / ``scheduler`` each pending setting is one Dask task doing the same steps on a
+worker (:func:`run_setting`), and the report is written here from the cells they leave.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from operators.cpu import default_threads
 from pipelines.benchmark import cells
 from pipelines.benchmark.grid import (
     DEFAULT_PSNR_LEVELS,
     DEFAULT_SSIM_LEVELS,
     SAMPLER_METHODS,
     BenchmarkConfig,
+    Setting,
     check_config,
     settings_grid,
 )
 from pipelines.benchmark.layout import CELLS_DIR, REFERENCE_FILE, cell_done, prepare_output
 from pipelines.benchmark.report import write_outputs
-from pipelines.benchmark.volumes import load_volumes
+from pipelines.benchmark.volumes import Volume, load_volumes
 from pipelines.simulate import FULL_DOSE_I0
 from recon.api import default_estimator
 from recon.errors import InputError
@@ -60,6 +67,9 @@ def run_benchmark(
     ssim_levels: Sequence[float] = DEFAULT_SSIM_LEVELS,
     overwrite: bool = False,
     progress: bool = True,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) a dose-reduction benchmark and write its report directory.
 
@@ -92,6 +102,11 @@ def run_benchmark(
             changing them on a finished benchmark only rewrites the report).
         overwrite: replace a report directory that belongs to other settings (or start afresh).
         progress: show a progress bar over cells.
+        workers, scheduler: run the settings as Dask tasks (one per setting: simulated once,
+            then its pending cells) on a new local cluster of ``workers`` processes or on the
+            existing cluster at ``scheduler`` (:func:`pipelines.batch.open_client`); the report
+            directory must be on a file system every worker sees. None of both: in this process.
+        threads: CPU threads per task on a cluster (default: the cores divided by the workers).
 
     Returns:
         The contents of ``results.json``.
@@ -149,10 +164,15 @@ def run_benchmark(
     pending = {s.key: [m for m in methods if not cell_done(out, s, m)] for s in settings}
     n_cells = len(settings) * len(methods)
     n_pending = sum(len(v) for v in pending.values())
+    ref_path = out / CELLS_DIR / REFERENCE_FILE
+    if workers is not None or scheduler is not None:
+        todo = [(s, pending[s.key]) for s in settings if pending[s.key] or not ref_path.is_file()]
+        _run_on_cluster(out, todo, volumes, cfg, prior_name, device, batch, n_cells, n_cells - n_pending,
+                        workers=workers, scheduler=scheduler, threads=threads, progress=progress)
+        return write_outputs(out, cfg, settings, volumes, psnr_levels, ssim_levels, dev, time.perf_counter() - wall0)
     the_prior = None
     if uses_prior and any(m in SAMPLER_METHODS for v in pending.values() for m in v):
         the_prior = _load_prior(prior_name, modality, dev)  # type: ignore[arg-type]
-    ref_path = out / CELLS_DIR / REFERENCE_FILE
     bar = tqdm(total=n_cells, initial=n_cells - n_pending, unit="cell", desc="benchmark", disable=not progress)
     for s in settings:
         todo = pending[s.key]
@@ -169,6 +189,75 @@ def run_benchmark(
             bar.update(1)
     bar.close()
     return write_outputs(out, cfg, settings, volumes, psnr_levels, ssim_levels, dev, time.perf_counter() - wall0)
+
+
+def run_setting(out: Path, setting: Setting, methods: Sequence[str], volumes: Sequence[Volume], cfg: BenchmarkConfig,
+                prior_name: str | None, device: str, batch: int, threads: int | None) -> int:
+    """One setting on a Dask worker: simulated once, then each of ``methods``' cells written.
+
+    The same steps as the in-process loop; returns the number of cells written. Bad input is
+    raised as ``ValueError`` with its one line, which survives the trip back to the client.
+    """
+    from operators.cpu import apply_thread_budget
+    from pipelines.batch import task_threads
+    from priors.device import resolve_device
+
+    apply_thread_budget(task_threads(threads)[0])
+    try:
+        dev = resolve_device(device)
+        prior = None
+        if any(m in SAMPLER_METHODS for m in methods):
+            prior = _worker_prior(str(prior_name), cfg.modality, str(dev))
+        sim = cells.simulate_setting(setting, volumes, cfg)
+        ref_path = out / CELLS_DIR / REFERENCE_FILE
+        if not ref_path.is_file():  # every setting's reference is the same images: any task may write it
+            atomic_save_npz(ref_path, reference=sim.truth)
+        for m in methods:
+            cells.run_cell(out, setting, m, sim, volumes, cfg, prior, dev, batch)
+    except InputError as err:
+        raise ValueError(str(err)) from None
+    return len(methods)
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_prior(name: str, modality: str, device: str) -> Any:
+    """The prior, loaded once per worker process (a worker runs many settings)."""
+    return _load_prior(name, modality, device)
+
+
+def _run_on_cluster(out: Path, todo: list[tuple[Setting, list[str]]], volumes: Sequence[Volume], cfg: BenchmarkConfig,
+                    prior_name: str | None, device: str, batch: int, n_cells: int, n_done: int, *,
+                    workers: int | None, scheduler: str | None, threads: int | None, progress: bool) -> None:
+    """Every pending setting as one Dask task; raises the first task's error once all have ended."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    from pipelines.batch import open_client
+
+    if (workers is None) == (scheduler is None):
+        raise ValueError("give --workers N or --scheduler ADDRESS, not both")
+    if not todo:
+        return
+    per_task = threads if (threads or scheduler) else max(1, default_threads() // int(workers))  # type: ignore[arg-type]
+    with open_client(workers=workers, scheduler=scheduler, threads_per_worker=per_task, resources=None) as (client, info):
+        print(f"benchmark: {len(todo)} settings on {info['workers']} worker(s) at {info['scheduler']}; "
+              f"dashboard: {info['dashboard'] or 'not served'}", file=sys.stderr)
+        futures = {client.submit(run_setting, out, s, methods, volumes, cfg, prior_name, device, batch, per_task,
+                                 key=f"recon-benchmark-{s.key}-{uuid.uuid4().hex[:8]}", pure=False): s
+                   for s, methods in todo}
+        bar = tqdm(total=n_cells, initial=n_done, unit="cell", desc="benchmark", disable=not progress)
+        first_error: BaseException | None = None
+        for future in as_completed(futures):
+            s = futures.pop(future)
+            try:
+                bar.update(future.result())
+                bar.set_postfix_str(s.label)
+            except Exception as err:  # the others still finish: their cells are kept for a rerun
+                first_error = first_error or err
+            future.release()  # a result the scheduler forgets is not recomputed when its worker dies
+        bar.close()
+    if first_error is not None:
+        raise first_error
 
 
 def _load_prior(name: str, modality: str, device: Any) -> Any:

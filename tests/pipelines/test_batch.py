@@ -238,6 +238,31 @@ def test_a_worker_killed_mid_study_is_retried_and_no_slice_is_lost_or_rewritten(
         {k: v for k, v in uninterrupted.items() if k.startswith("dicom/")}
 
 
+# ------------------------------------------------------------------------------------ recon benchmark on the cluster
+def test_benchmark_cells_on_the_cluster_equal_the_in_process_run(dicoms, cluster, tmp_path, capsys):
+    from pipelines.benchmark import run_benchmark
+
+    grid = dict(modality="ct", methods=["fbp", "tv"], views=[8, 16], doses=[1.0], size=32, progress=False,
+                device="cpu", max_slices=2)
+    local = tmp_path / "local"
+    run_benchmark([dicoms / "s0"], local, **grid)
+    spread = tmp_path / "cluster"
+    rc = main(["benchmark", str(dicoms / "s0"), "--out", str(spread), "--modality", "ct", "--methods", "fbp,tv",
+               "--views", "8,16", "--dose", "1", "--size", "32", "--max-slices", "2", "--device", "cpu",
+               "--scheduler", cluster.scheduler_address, "--no-progress"])
+    assert rc == 0 and "4 cells" in capsys.readouterr().out
+    cells = sorted(p.name for p in (local / "cells").iterdir())
+    assert cells == sorted(p.name for p in (spread / "cells").iterdir()) and len(cells) == 2 * 2 * 2 + 1
+    for name in cells:
+        if name.endswith(".npz"):
+            with np.load(local / "cells" / name) as a, np.load(spread / "cells" / name) as b:
+                assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files), name
+    drop = ("seconds", "cell_seconds", "simulation_seconds")
+    rows = [[{k: v for k, v in r.items() if not any(d in k for d in drop)}
+             for r in json.loads((d / "results.json").read_text())["rows"]] for d in (local, spread)]
+    assert rows[0] == rows[1]
+
+
 # ------------------------------------------------------------------------------------ bad input
 def _one_error_line(capsys) -> str:
     err = capsys.readouterr().err.strip()
