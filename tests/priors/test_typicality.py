@@ -214,7 +214,7 @@ def test_missing_or_stale_reference_is_a_one_line_prior_error(tmp_path):
 # --- the bundled priors' reference statistics ------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["ct"])
+@pytest.mark.parametrize("name", ["ct", "mr"])
 def test_bundled_priors_ship_reference_statistics_for_their_weights(name):
     ref = load_reference(name)  # refuses statistics fitted for other weights
     msma = ref.method("msma")
