@@ -30,6 +30,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import shutil
 import sys
 import time
 import traceback
@@ -187,9 +188,9 @@ def open_client(*, workers: int | None, scheduler: str | None, threads_per_worke
                            "threads_per_worker": threads_per_worker, "dashboard": _dashboard(client, info)}
         return
     # Dask starts worker processes with MALLOC_TRIM_THRESHOLD_=65536 to hand memory back to the
-    # system sooner; reconstructions allocate and free large arrays all the time, and TV is ~40 %
-    # slower so (measured: 3.9-4.4 s instead of 2.4-3.0 s for a 4-slice study), so glibc's own
-    # adaptive threshold is kept (None unsets the variable).
+    # system sooner. Reconstructions allocate and free large arrays all the time, and with that
+    # setting TV took 3.9-4.4 s instead of 2.4-3.0 s for a 4-slice study, so the workers keep
+    # glibc's own adaptive threshold (None unsets the variable).
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, resources=resources) as cluster, \
             Client(cluster) as client:
@@ -288,6 +289,14 @@ def run_batch(
             entry.update(status="pending", seconds=None, error=None)
             todo.append(s)
         entries[s.name] = entry
+    task_options = list(options)
+    if overwrite:
+        # --overwrite means: each study once from scratch. The batch clears the old outputs here and
+        # the tasks run without it, so that a task retried after a lost worker resumes instead of
+        # starting the study over.
+        task_options = [o for o in options if not (len(o) > 2 and "--overwrite".startswith(o))]
+        for s in todo:
+            _remove(out / s.name)
     wall0 = time.perf_counter()
     per_worker = threads if (threads or scheduler) else max(1, default_threads() // int(workers))  # type: ignore[arg-type]
     report: dict[str, Any] = {"command": command, "source": str(studies), "options": list(options), "out": str(out),
@@ -300,11 +309,11 @@ def run_batch(
                       failed=[r["study"] for r in rows if r["status"] == "failed"], studies=rows)
         atomic_write_json(out / REPORT_FILE, report)
 
-    write_report()
     if todo:
         with open_client(workers=workers, scheduler=scheduler, threads_per_worker=per_worker,
                          resources=resources) as (client, cluster):
             report["cluster"] = cluster
+            write_report()
             where = f"{cluster['workers']} local worker process(es)" if workers else f"{cluster['workers']} worker(s)"
             share = f"{per_worker} thread(s) per task" if per_worker else "threads per task: its machine's cores / worker threads"
             dashboard = cluster["dashboard"] or "not served"
@@ -312,7 +321,7 @@ def run_batch(
                   f"{share}; dashboard: {dashboard}", file=sys.stderr)
             token = uuid.uuid4().hex[:8]
             futures = {
-                client.submit(run_study, command, study_argv(parser, s.path, out / s.name, options), threads=per_worker,
+                client.submit(run_study, command, study_argv(parser, s.path, out / s.name, task_options), threads=per_worker,
                               key=f"recon-{command}-{s.name}-{token}", retries=retries, resources=resources,
                               pure=False): s
                 for s in todo
@@ -333,6 +342,14 @@ def run_batch(
             bar.close()
     write_report()
     return report
+
+
+def _remove(path: Path) -> None:
+    """Delete an earlier output (a study folder, or a file in its place)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _outcome(future: Any) -> dict[str, Any]:

@@ -136,6 +136,12 @@ def test_batch_reconstruct_matches_serial_and_a_rerun_skips_finished_studies(sim
     assert main(cmd) == 0
     assert "(3 already complete)" in capsys.readouterr().out
     assert all(e["skipped"] and e["status"] == "ok" for e in _report(out)["studies"])
+    # --overwrite redoes every study, from scratch, to the same images
+    stamp = (out / "s1" / "report.json").stat().st_mtime_ns
+    assert main([*cmd, "--overwrite"]) == 0
+    assert not any(e.get("skipped") for e in _report(out)["studies"])
+    assert (out / "s1" / "report.json").stat().st_mtime_ns != stamp
+    assert _image_checksums(out / "s1") == _image_checksums(tmp_path / "serial" / "s1")
 
 
 def test_a_failing_study_does_not_stop_the_batch(sims, cluster, tmp_path, capsys):
