@@ -181,7 +181,8 @@ def open_client(*, workers: int | None, scheduler: str | None, threads_per_worke
         try:
             client = Client(scheduler, timeout="20s")
         except Exception as e:  # the address, the network or the scheduler: one line either way
-            raise InputError(scheduler, f"cannot connect to the Dask scheduler ({_one_line(e)})") from None
+            # the address as given (a Path would fold its "//")
+            raise InputError(None, f"{scheduler}: cannot connect to the Dask scheduler ({_one_line(e)})") from None
         with client:
             info = client.scheduler_info()
             yield client, {"scheduler": scheduler, "workers": len(info.get("workers", {})),
@@ -373,12 +374,12 @@ def _previous_entries(path: Path) -> dict[str, dict[str, Any]]:
 def _add_batch_options(p: argparse.ArgumentParser) -> None:
     """The batch's own options (the rest goes to the single command)."""
     p.add_argument("--out", type=Path, default=None, help="output folder: OUT/<study>/ per study, OUT/batch_report.json")
-    p.add_argument("--workers", type=int, default=None, help="start a local Dask cluster of N worker processes")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="start a local Dask cluster of N worker processes")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="use an existing Dask cluster (tcp://HOST:PORT of its scheduler)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=int, default=None, metavar="T",
                    help="CPU threads per task (default: the cores divided by the tasks sharing them)")
-    p.add_argument("--retries", type=int, default=None,
+    p.add_argument("--retries", type=int, default=None, metavar="R",
                    help=f"reruns of a task that failed unexpectedly (default {DEFAULT_RETRIES}); "
                         "a killed worker's task is rescheduled by Dask in any case")
     p.add_argument("--resources", default=None, metavar="NAME=AMOUNT",

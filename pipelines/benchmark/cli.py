@@ -88,7 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="SSIM levels of the summary table (default 0.8,0.9)")
     c = p.add_argument_group("Dask cluster (one task per setting; the report directory must be shared)")
     where = c.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=None, help="run the settings on a local cluster of N worker processes")
+    where.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="run the settings on a local cluster of N worker processes")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="run the settings on an existing Dask cluster (tcp://HOST:PORT); see docs/cluster.md")
     p.add_argument("--overwrite", action="store_true", help="replace a report directory that holds another benchmark")
