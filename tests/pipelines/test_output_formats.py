@@ -107,6 +107,33 @@ def test_push_needs_dicom(tmp_path: Path, capsys):
     assert rc != 0 and "--push" in capsys.readouterr().err and not out.exists()
 
 
+def test_the_warning_and_a_typicality_flag_reach_the_report(tmp_path: Path, capsys, monkeypatch, one_thread):
+    """The plumbing, with the (slow) typicality scoring replaced by a report that flags slice 1."""
+    import pipelines.reconstruct_dir as rd
+
+    seen = {}
+
+    def fake_report(prior, name, images, names):
+        seen.update(images)
+        return {"available": True, "method": "msma", "unit": "u", "level": 0.01,
+                "flagged": {"result": [names[1]]},
+                "slices": [{"slice": n, "result": {"score": 1.0, "p_value": 0.5 if i == 0 else 0.001, "flag": i == 1}}
+                           for i, n in enumerate(names)]}
+
+    monkeypatch.setattr(rd, "typicality_report", fake_report)
+    out = tmp_path / "out"
+    _run(_study(tmp_path / "mm", hu_calibrated=False), out, prior="ct", sampler="dds", nfe=2, samples=1,
+         output_format="nifti", options={"init": "none"})
+    err = capsys.readouterr().err
+    assert "warning: the clinical CT prior 'ct'" in err and "OUT OF DISTRIBUTION" in err and "slice_0001" in err
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["unit"] == "1/mm" and len(saved["warnings"]) == 2 and "slice_0001" in saved["warnings"][1]
+    assert saved["typicality"]["flagged"]["result"] == ["slice_0001"]
+    # scored in the prior's HU, converted from the attenuation the slices hold
+    assert np.allclose(hu_to_mu(seen["result"]), _slices(out), atol=1e-6)
+
+
+@pytest.mark.slow
 def test_a_clinical_prior_on_data_without_hu_warns_and_the_report_keeps_it(tmp_path: Path, capsys, one_thread):
     out = tmp_path / "out"
     report = _run(_study(tmp_path / "px", units="per_pixel"), out, prior="ct", sampler="dds", nfe=2, samples=2,
