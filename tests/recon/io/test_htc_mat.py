@@ -157,6 +157,7 @@ def test_files_without_the_layout_are_refused(tmp_path: Path):
         read_htc_mat(tmp_path / "missing.mat")
 
 
+@pytest.mark.shared_data
 def test_the_challenge_file(shared_data):
     mat = shared_data("ct_raw_htc2022_limited_angle", "htc2022_ta_sparse_example.mat")
     study = read_sinogram_dir(mat.parent)
