@@ -9,8 +9,9 @@ Output layout::
       recon.nii.gz, ...         or, with --format nifti, one float32 NIfTI volume (and its std)
       preview.png               a few slices (and their std) side by side; for a volume, axial,
                                 coronal and sagittal reformats beside the classical start image
-      report.json               per slice: seconds, NFE, data residual (and PSNR/SSIM when the
-                                study carries ground truth); settings, seed, versions
+      report.json               per slice: seconds, NFE, data residual (relative, and in units of
+                                the noise: about 1 = explains the data to the noise level), PSNR/SSIM
+                                when the study carries ground truth; settings, seed, versions
       .slices/slice_0000.npz    finished slices; what makes an interrupted run resumable
       state.json                the settings of the run the directory belongs to
 
@@ -274,6 +275,7 @@ def reconstruct_directory(
                 _slice_path(out, i), mean=mean.astype(np.float32), std=std.astype(np.float32),
                 start=start.astype(np.float32), seconds=np.float64(per_slice), nfe=np.int64(result.nfe),
                 residual=np.float64(float(result.residual[j])),
+                noise_residual=np.float64(np.nan if result.noise_residual is None else float(result.noise_residual[j])),
             )
             bar.update(1)
     bar.close()
@@ -336,7 +338,8 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
                    _output_units(std, study, cal) if wrote_std else None)
     per_slice = []
     for i, s in enumerate(slices):
-        row = {"slice": names[i], "seconds": float(s["seconds"]), "nfe": int(s["nfe"]), "residual": float(s["residual"])}
+        row = {"slice": names[i], "seconds": float(s["seconds"]), "nfe": int(s["nfe"]), "residual": float(s["residual"]),
+               "noise_residual": _noise_residual(s)}
         if study.ground_truth is not None:
             row.update(_metrics(_prior_units(mean[i], cal), study.ground_truth[i], study.modality))
         per_slice.append(row)
@@ -459,6 +462,13 @@ def _write_preview(path: Path, study: Study, settings: dict[str, Any], start: np
         rows = {f"start ({settings.get('init') or 'classical'})": start, **rows}
     volume_preview(path, rows, display, slice_spacing_mm=plan["slice_spacing_mm"],
                    pixel_spacing_mm=study.pixel_spacing_mm[0])
+
+
+def _noise_residual(saved: Any) -> float | None:
+    """A saved slice's misfit in noise units; ``None`` without a noise model (or from a slice file
+    written before the value was recorded)."""
+    value = float(saved["noise_residual"]) if "noise_residual" in saved.files else float("nan")
+    return None if np.isnan(value) else value
 
 
 def _metrics(x: np.ndarray, ref: np.ndarray, modality: str) -> dict[str, float]:

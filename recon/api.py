@@ -35,7 +35,7 @@ from operators.base import LinearOperator
 from priors.device import resolve_device
 from priors.precision import network_precision, resolve_precision
 from recon.samplers import SAMPLERS
-from recon.samplers.common import counting_denoiser_calls, relative_residual
+from recon.samplers.common import counting_denoiser_calls, noise_residual, relative_residual
 from recon.samplers.normalization import NormalizedProblem, normalize_problem
 
 __all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "DEFAULT_ESTIMATOR", "VOLUME_METHODS",
@@ -106,6 +106,9 @@ class Result:
         seconds: wall-clock time of the whole call.
         residual: ``[B]`` relative data residual ``||A u - y|| / ||y||`` of the estimate ``u`` in the
             operator's units (for complex MR the complex mean of the samples, before magnitude).
+        noise_residual: ``[B]`` the same misfit in units of the measurement noise, ``sqrt(mean
+            |A u - y|^2 / std^2)``: about 1 when ``u`` explains the data to the noise level (see
+            :func:`recon.samplers.common.noise_residual`); ``None`` without a noise model.
         method: the sampler or classical method name.
         settings: everything needed to repeat the run (options, seed, schedule, normalisation).
         unit: physical unit of ``mean``/``std``/``samples`` (``"HU"``, ``"a.u."``, ...).
@@ -123,6 +126,7 @@ class Result:
     settings: dict[str, Any] = field(default_factory=dict)
     unit: str = ""
     start: torch.Tensor | None = None
+    noise_residual: torch.Tensor | None = None
 
 
 @dataclass
@@ -389,7 +393,9 @@ def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Calla
         phys = to_output(xs)
         mean = phys.mean(dim=1)
         std = phys.std(dim=1) if S > 1 else torch.zeros_like(mean)
-        residual = relative_residual(op, prob.to_operator_units(xs.mean(dim=1)), y)
+        u = prob.to_operator_units(xs.mean(dim=1))
+        residual = relative_residual(op, u, y)
+        misfit = noise_residual(op, u, y, req.noise_std)
     settings = {
         "sampler": req.name,
         "nfe": nfe,
@@ -411,7 +417,7 @@ def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Calla
     }
     return Result(mean=mean, std=std, samples=phys, nfe=calls[0], seconds=time.perf_counter() - req.t0,
                   residual=residual, method=req.name, settings=settings, unit=prob.unit if req.hu else "1/mm",
-                  start=None if start is None else to_output(start).detach())
+                  start=None if start is None else to_output(start).detach(), noise_residual=misfit)
 
 
 def _check_method_operator(name: str, op_mod: str | None) -> None:
@@ -441,6 +447,7 @@ def _classical(req: _Request) -> Result:
     u, kwargs = _classical_solution(name, req.y, op, req.i0, {**req.options, **_volume_options(name, req)})
     with torch.no_grad():
         residual = relative_residual(op, u, req.y)
+        misfit = noise_residual(op, u, req.y, req.noise_std)
         if req.modality == "ct" and req.hu:
             image, unit = 1000.0 * (u - MU_WATER_PER_MM) / MU_WATER_PER_MM, "HU"
         elif req.modality == "ct":
@@ -454,4 +461,5 @@ def _classical(req: _Request) -> Result:
                 "noise_std": _scalar_or_desc(req.noise_std), "i0": req.i0, "hu": req.hu if req.modality == "ct" else None,
                 "options": {k: _scalar_or_desc(v) for k, v in kwargs.items()}}
     return Result(mean=image, std=torch.zeros_like(image), samples=image.unsqueeze(1), nfe=0,
-                  seconds=time.perf_counter() - req.t0, residual=residual, method=name, settings=settings, unit=unit)
+                  seconds=time.perf_counter() - req.t0, residual=residual, method=name, settings=settings, unit=unit,
+                  noise_residual=misfit)

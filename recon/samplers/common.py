@@ -43,6 +43,7 @@ __all__ = [
     "karras_sigmas",
     "randn",
     "relative_residual",
+    "noise_residual",
     "sampling_sigmas",
     "start_chain",
     "tweedie_variance",
@@ -280,3 +281,19 @@ def relative_residual(op: LinearOperator, x: torch.Tensor, y: torch.Tensor) -> t
     return batch_norm(op(x) - y) / batch_norm(y).clamp_min(torch.finfo(torch.float32).tiny)
 
 
+def noise_residual(op: LinearOperator, x: torch.Tensor, y: torch.Tensor,
+                   noise_std: float | torch.Tensor | None) -> torch.Tensor | None:
+    """Data misfit in units of the noise, ``sqrt(mean |A x - y|^2 / std^2)`` per item, ``[B]``.
+
+    The ratio of Morozov's discrepancy principle (Morozov 1966): about 1 when ``x`` explains the
+    data to the noise level, well above 1 when it does not (a structure the data contradict), below
+    1 when it fits the noise. ``noise_std`` in the units of ``y``, a scalar or broadcastable to ``y``
+    (complex data: ``sqrt(E|n|^2)``); ``None`` (or 0) for data without a noise model gives ``None``.
+    """
+    if noise_std is None:
+        return None
+    std = torch.as_tensor(noise_std, device=y.device, dtype=y.real.dtype if y.is_complex() else y.dtype)
+    if std.numel() == 1 and float(std) == 0.0:
+        return None
+    r2 = (op(x) - y).abs().pow(2) / torch.broadcast_to(std, y.shape).pow(2)
+    return r2.reshape(r2.shape[0], -1).mean(dim=1).sqrt()

@@ -58,6 +58,8 @@ def test_reconstruct_fbp_and_tv_write_dicom_report_and_metrics(ct_study: Path, t
     for out in (fbp, tv):
         report = json.loads((out / "report.json").read_text())
         assert report["n_slices"] == 4 and len(report["slices"]) == 4
+        # simulated Poisson counts carry their noise level: the misfit in noise units is finite
+        assert all(0.0 < row["noise_residual"] < 50.0 for row in report["slices"])
         assert (out / "preview.png").stat().st_size > 0
         files = sorted((out / "dicom").glob("*.dcm"))
         assert len(files) == 4

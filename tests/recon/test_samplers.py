@@ -36,7 +36,13 @@ import torch
 from operators.base import MatrixOperator
 from priors.gaussian import GaussianPrior, isotropic
 from recon.samplers import SAMPLERS
-from recon.samplers.common import DenoiserView, counting_denoiser_calls, karras_sigmas, sampling_sigmas
+from recon.samplers.common import (
+    DenoiserView,
+    counting_denoiser_calls,
+    karras_sigmas,
+    noise_residual,
+    sampling_sigmas,
+)
 from recon.samplers.data_term import DataTerm
 
 H = W = 8
@@ -293,3 +299,24 @@ def test_dds_weighs_the_denoiser_by_the_priors_error_ratio():
     assert torch.allclose(run(sharp), run(prior, gamma_scale=10.0))
     assert not torch.allclose(run(sharp), run(prior))
     assert torch.allclose(run(prior), run(prior, gamma_scale=1.0))
+
+
+def test_noise_residual_is_one_for_the_truth_and_none_without_noise_model():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 50, generator=gen, dtype=torch.float64)
+    op = MatrixOperator(a, (50,))
+    x = torch.randn(3, 50, generator=gen, dtype=torch.float64)
+    std = torch.tensor([0.5, 2.0, 0.1], dtype=torch.float64).view(3, 1)
+    y = op(x) + std * torch.randn(3, 400, generator=gen, dtype=torch.float64)
+    r = noise_residual(op, x, y, std)
+    assert r.shape == (3,) and torch.allclose(r, torch.ones(3, dtype=torch.float64), atol=0.1)
+    # an estimate the data contradict scores far above 1; a misfit at twice the noise reads 2
+    assert bool((noise_residual(op, torch.zeros_like(x), y, std) > 3).all())
+    assert torch.allclose(noise_residual(op, x, y, std / 2), 2 * r)
+    assert noise_residual(op, x, y, None) is None and noise_residual(op, x, y, 0.0) is None
+    # complex data: noise_std is sqrt(E|n|^2), so circular noise of that size reads 1 as well
+    yc = op(x).to(torch.complex128) + 0.3 * torch.complex(torch.randn(3, 400, generator=gen, dtype=torch.float64),
+                                                          torch.randn(3, 400, generator=gen, dtype=torch.float64)) / 2**0.5
+    opc = MatrixOperator(a.to(torch.complex128), (50,))
+    assert torch.allclose(noise_residual(opc, x.to(torch.complex128), yc, 0.3), torch.ones(3, dtype=torch.float64),
+                          atol=0.1)
