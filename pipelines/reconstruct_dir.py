@@ -62,7 +62,6 @@ from priors.precision import add_precision_argument
 from recon.api import check_options, default_estimator, reconstruct, resolve_init
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npz, atomic_write_json, ensure_output_dir, remove_stale_partials
-from recon.io.sinogram_read import measurement_file
 
 STATE_FILE = "state.json"
 REPORT_FILE = "report.json"
@@ -133,16 +132,6 @@ def _load_prior(name: str, modality: str, device: torch.device):
     if prior.modality not in (modality, "any"):
         raise InputError(name, f"prior is for {prior.modality.upper()}, but the measurements are {modality.upper()}")
     return prior
-
-
-def load_input(path: Path) -> Study:
-    """:func:`pipelines.studies.load_study`, plus the scanner files the sinogram reader recognises
-    (:func:`recon.io.sinogram_read.measurement_file`: an HTC 2022 ``.mat``, or a directory holding one)."""
-    from pipelines import studies
-
-    if measurement_file(path) is not None:
-        return studies._ct_study(path)  # read_sinogram_dir reads the scanner file itself
-    return load_study(path)
 
 
 def calibration(study: Study) -> dict[str, Any]:
@@ -223,7 +212,7 @@ def reconstruct_directory(
     from priors.device import resolve_device
 
     input_dir, out = Path(input_dir), Path(out)
-    study = load_input(input_dir)
+    study = load_study(input_dir)
     cal = calibration(study)
     fmt = resolve_format(output_format, study)  # before anything is written
     if prior == "auto":

@@ -19,7 +19,7 @@ import torch
 from recon.errors import InputError
 from recon.io.kspace_read import SIDECAR as KSPACE_SIDECAR
 from recon.io.kspace_read import read_kspace_dir
-from recon.io.sinogram_read import read_sinogram_dir
+from recon.io.sinogram_read import measurement_file, read_sinogram_dir
 from recon.io.sinogram_sidecar import GEOMETRY_FILE
 
 GROUND_TRUTH_KEY = "ground_truth"
@@ -86,12 +86,14 @@ def is_sinogram_dir(path: Path) -> bool:
 
 
 def load_study(path: str | Path) -> Study:
-    """Read a sinogram or k-space directory; raises :class:`InputError` naming the problem."""
+    """Read a sinogram or k-space directory, or a scanner file the sinogram reader recognises
+    (:func:`recon.io.sinogram_read.measurement_file`: an HTC 2022 ``.mat``, or a directory holding
+    one); raises :class:`InputError` naming the problem."""
     path = Path(path)
     if not path.exists():
         raise InputError(path, "no such measurement directory")
-    if path.is_dir() and is_sinogram_dir(path):
-        return _ct_study(path)
+    if (path.is_dir() and is_sinogram_dir(path)) or measurement_file(path) is not None:
+        return _ct_study(path)  # read_sinogram_dir reads a scanner file itself
     if path.is_dir() and not any(path.iterdir()):
         raise InputError(path, "measurement directory is empty")
     if path.is_dir() and not (path / KSPACE_SIDECAR).exists() and not any(

@@ -447,6 +447,7 @@ class Trainer:
                 "batch_size": cfg.batch_size,
                 "image_size": cfg.image_size,
                 "patch_size": cfg.patch_size or cfg.image_size,
+                "patch_mix": [list(pair) for pair in cfg.patch_mix],
                 "lr": cfg.lr,
                 "weight_decay": cfg.weight_decay,
                 "warmup_steps": cfg.warmup_steps,
