@@ -43,7 +43,7 @@ from typing import Any
 from operators.cpu import apply_thread_budget, available_cores, default_threads
 from pipelines import reconstruct_dir, simulate
 from pipelines.batch_studies import MANIFEST_PATH_COLUMNS, BatchStudy, find_studies
-from recon.errors import InputError
+from recon.errors import InputError, one_line
 from recon.io.atomic import atomic_write_json, ensure_output_dir
 
 __all__ = ["BATCH_COMMANDS", "REPORT_FILE", "command_parser", "is_complete", "open_client", "register", "run",
@@ -102,15 +102,6 @@ def is_complete(command: str, out: Path) -> bool:
     return out.is_dir() and any(out.iterdir())
 
 
-def _one_line(err: BaseException) -> str:
-    """The error as the ``recon`` command prints it: one line, ``"<file>: <problem>"`` for OS errors."""
-    if isinstance(err, OSError) and err.filename is not None:
-        text = f"{err.filename}: {err.strerror or err}"
-    else:
-        text = str(err) or type(err).__name__
-    return " ".join(text.split())
-
-
 def task_threads(threads: int | None) -> tuple[int, str | None]:
     """(threads for this task, the worker's address).
 
@@ -158,7 +149,7 @@ def run_study(command: str, argv: list[str], threads: int | None = None) -> dict
         if rc != 0:
             result.update(status="failed", error=f"recon {command} exited with status {rc}")
     except _INPUT_ERRORS as err:
-        result.update(status="failed", error=_one_line(err))
+        result.update(status="failed", error=one_line(err))
     lines = [line for line in captured.getvalue().splitlines() if line.strip()]
     result["output"] = lines[-1].strip() if lines else None
     result["seconds"] = time.perf_counter() - t0
@@ -182,7 +173,7 @@ def open_client(*, workers: int | None, scheduler: str | None, threads_per_worke
             client = Client(scheduler, timeout="20s")
         except Exception as e:  # the address, the network or the scheduler: one line either way
             # the address as given (a Path would fold its "//")
-            raise InputError(None, f"{scheduler}: cannot connect to the Dask scheduler ({_one_line(e)})") from None
+            raise InputError(None, f"{scheduler}: cannot connect to the Dask scheduler ({one_line(e)})") from None
         with client:
             info = client.scheduler_info()
             yield client, {"scheduler": scheduler, "workers": len(info.get("workers", {})),
@@ -359,7 +350,7 @@ def _outcome(future: Any) -> dict[str, Any]:
         return future.result()
     err = future.exception()
     tb = "".join(traceback.format_exception(type(err), err, future.traceback())).strip()
-    return {"status": "failed", "error": f"{type(err).__name__}: {_one_line(err)}", "traceback": tb, "seconds": None}
+    return {"status": "failed", "error": f"{type(err).__name__}: {one_line(err)}", "traceback": tb, "seconds": None}
 
 
 def _previous_entries(path: Path) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ from types import ModuleType
 
 from operators.cpu import add_threads_argument, apply_thread_budget
 from pipelines import batch, benchmark, demo, pacs, reconstruct_dir, sample, score, simulate, train, validate
-from recon.errors import InputError
+from recon.errors import InputError, one_line
 
 # Subcommand modules, in the order ``recon --help`` lists them.
 SUBCOMMAND_MODULES: tuple[ModuleType, ...] = (reconstruct_dir, simulate, batch, benchmark, validate, score, train, sample,
@@ -68,17 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, ValueError, FileNotFoundError, PermissionError, NotADirectoryError, IsADirectoryError) as err:
         if args.debug:
             raise
-        print(f"recon: error: {_one_line(err)}", file=sys.stderr)
+        print(f"recon: error: {one_line(err)}", file=sys.stderr)
         return EXIT_INPUT_ERROR
-
-
-def _one_line(err: BaseException) -> str:
-    """The error as one line: ``"<file>: <problem>"`` for OS errors, whitespace collapsed."""
-    if isinstance(err, OSError) and err.filename is not None:
-        text = f"{err.filename}: {err.strerror or err}"
-    else:
-        text = str(err) or type(err).__name__
-    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

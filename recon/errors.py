@@ -8,4 +8,14 @@ from __future__ import annotations
 
 from priors.errors import InputError
 
-__all__ = ["InputError"]
+__all__ = ["InputError", "one_line"]
+
+
+def one_line(err: BaseException) -> str:
+    """The error as the ``recon`` command prints it: one line, ``"<file>: <problem>"`` for OS
+    errors, whitespace collapsed."""
+    if isinstance(err, OSError) and err.filename is not None:
+        text = f"{err.filename}: {err.strerror or err}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())
