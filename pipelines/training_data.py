@@ -89,7 +89,8 @@ class TrainingSlices:
 # provenance
 
 _LICENCE_PATTERNS = (
-    re.compile(r"^\s*licen[cs]e\s*[:=]\s*(.+)$", re.IGNORECASE | re.MULTILINE),
+    # a "licence:" field with its indented continuation lines
+    re.compile(r"^\s*licen[cs]e\s*[:=]\s*(.+(?:\n[ \t]+\S.*)*)", re.IGNORECASE | re.MULTILINE),
     re.compile(r"(CC[ -]BY(?:[- ](?:NC|SA|ND))*[ -]\d\.\d(?: [A-Z]{2})?)"),
     re.compile(r"((?:Apache|MIT|BSD|GPL)[- ]?[\d.]*\s*(?:licen[cs]e)?)", re.IGNORECASE),
 )

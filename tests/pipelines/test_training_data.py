@@ -47,6 +47,12 @@ def test_licence_from_source_txt(tmp_path):
     assert info["licence"] == "CC BY 4.0" and info["source"] == "repo: x"
 
 
+def test_licence_field_spanning_lines(tmp_path):
+    (tmp_path / "SOURCE.txt").write_text("repo: x\nlicence: no LICENSE file; the dataset is\n"
+                                          "         believed CC BY 4.0\nfile names: unchanged\n")
+    assert describe_source(tmp_path)["licence"] == "no LICENSE file; the dataset is believed CC BY 4.0"
+
+
 @pytest.mark.slow
 @pytest.mark.shared_data
 def test_real_ct_dicom(shared_data):
