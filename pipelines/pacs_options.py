@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 # The PACS libraries (pynetdicom, dicomweb-client, dicom-anonymizer) are imported by the functions
 # that talk to a PACS, so the commands that take these options start without loading them.
 
-__all__ = ["add_pacs_options", "resolve_input", "pull_into", "push_outputs", "cache_dir", "progress_bar", "ENV_CACHE"]
+__all__ = ["add_pacs_options", "check_push", "resolve_input", "pull_into", "push_outputs", "cache_dir", "progress_bar",
+           "ENV_CACHE"]
 
 ENV_CACHE = "RECON_PACS_CACHE"
 
@@ -143,6 +144,14 @@ def _series_folder(folder: Path, series_uid: str | None, modality: str | None) -
         return folder / fits[0]["series_uid"]
     listing = "; ".join(f"{s['series_uid']} ({s.get('modality', '?')}, {s.get('instances', '?')} instances)" for s in series)
     raise InputError(folder, f"{len(fits)} series fit; choose one with --series-uid: {listing}")
+
+
+def check_push(args: argparse.Namespace) -> None:
+    """With ``--push``: fail before any work when no PACS is configured (nothing is sent yet)."""
+    if getattr(args, "push", False):
+        from recon.io.pacs import resolve_config
+
+        resolve_config()
 
 
 def push_outputs(args: argparse.Namespace, folders: Sequence[Path], *, progress: bool = True) -> list[PushResult]:

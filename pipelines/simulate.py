@@ -13,6 +13,11 @@ The output directory holds the measurement (``geometry.json`` + ``sinogram.npy``
 ``kspace.npy``), the patient/study identity and a reference to the DICOM series so that
 ``recon reconstruct`` can write a derived series into the same study, and ``ground_truth.npy``:
 the reference images on the reconstruction grid (HU or magnitude) for quality metrics.
+
+With ``--dicom`` (implied by ``--push``) it also holds ``dicom/``: what the simulated acquisition
+looks like to a reader, as a derived DICOM series of the source study (CT: FBP of the simulated
+sinogram, in HU; MR: zero-filled magnitude), referencing the source images. ``--push`` stores that
+series on the PACS, in the source study, and checks that the server lists it there.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.pacs_options import add_pacs_options, resolve_input
+from pipelines.pacs_options import add_pacs_options, check_push, push_outputs, resolve_input
 from recon.errors import InputError
 from recon.io.atomic import atomic_save_npy, ensure_output_dir
 from recon.io.dicom_read import Series, read_series
@@ -34,6 +39,10 @@ from recon.io.kspace_write import write_kspace_dir
 from recon.io.sinogram_write import write_sinogram_dir
 
 GROUND_TRUTH_FILE = "ground_truth.npy"
+#: ``--dicom``: the simulated acquisition as a derived series (``OUT/dicom/IM0001.dcm``, ...).
+DICOM_DIR = "dicom"
+#: SeriesNumber of that series: the source's plus this (``recon reconstruct`` uses + 1000).
+SIMULATED_SERIES_OFFSET = 2000
 
 # Full-dose photon count per detector element (unattenuated), the reference that --dose scales.
 FULL_DOSE_I0 = 1.0e5
@@ -239,16 +248,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mr.add_argument("--center-fraction", type=float, default=0.08, help="fully sampled centre fraction")
     mr.add_argument("--coils", type=int, default=1, help="simulated receive coils")
     mr.add_argument("--noise-std", type=float, default=0.0, help="k-space noise std relative to max |k|")
+    p.add_argument("--dicom", action="store_true",
+                   help="also write the simulated acquisition as a derived DICOM series OUT/dicom in the source study "
+                        "(CT: FBP in HU; MR: zero-filled magnitude); implied by --push")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (PACS transfers)")
-    add_pacs_options(p, push=False)
+    add_pacs_options(p)
     p.set_defaults(func=run)
 
 
-def write_ct_study(series: Series, sim: CTSimulation, out: Path, source: Path) -> Path:
-    """Simulate ``series`` and write the sinogram directory ``out`` (atomically, as a whole)."""
+def write_ct_study(series: Series, sim: CTSimulation, out: Path, source: Path, *, dicom: bool = False) -> Path:
+    """Simulate ``series`` and write the sinogram directory ``out`` (atomically, as a whole); with
+    ``dicom``, also ``out/dicom``: the FBP of the simulated sinograms as a derived series."""
     work = _work_dir(out)
     sinos, geometry, truth = simulate_ct(series, sim, source)
     atomic_save_npy(work / GROUND_TRUTH_FILE, truth)
+    if dicom:
+        write_simulated_series(work / DICOM_DIR, series, classical_ct_images(sinos, geometry), modality="CT",
+                               extra={"method": "fbp", "simulation": f"{sim.views} views, dose {sim.dose:g}",
+                                      "relative_dose": round(sim.relative_dose, 4), "seed": sim.seed})
     noise = None
     if sim.noise:
         noise = {"model": "poisson_transmission", "i0": sim.i0, "electronic_noise_std": sim.electronic_noise}
@@ -267,11 +284,16 @@ def write_ct_study(series: Series, sim: CTSimulation, out: Path, source: Path) -
     return _publish(work, out)
 
 
-def write_mr_study(series: Series, sim: MRSimulation, out: Path, source: Path) -> Path:
-    """Simulate ``series`` and write the k-space directory ``out`` (atomically, as a whole)."""
+def write_mr_study(series: Series, sim: MRSimulation, out: Path, source: Path, *, dicom: bool = False) -> Path:
+    """Simulate ``series`` and write the k-space directory ``out`` (atomically, as a whole); with
+    ``dicom``, also ``out/dicom``: the zero-filled magnitude as a derived series."""
     work = _work_dir(out)
-    kspace, mask, _maps, truth = simulate_mr(series, sim)
+    kspace, mask, maps, truth = simulate_mr(series, sim)
     atomic_save_npy(work / GROUND_TRUTH_FILE, truth)
+    if dicom:
+        write_simulated_series(work / DICOM_DIR, series, classical_mr_images(kspace, mask, maps), modality="MR",
+                               extra={"method": "zero_filled", "simulation": f"{sim.mask} x{sim.acceleration:g}",
+                                      "seed": sim.seed})
     fov = np.asarray(series.pixel_spacing_mm) * np.asarray(series.pixels.shape[1:])
     write_kspace_dir(
         work, kspace, mask=mask, identity=series.identity, reference=source.resolve(), overwrite=True,
@@ -291,8 +313,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(out, "output path exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise InputError(out, "output directory is not empty; pass --overwrite to replace it")
+    check_push(args)
     source = resolve_input(args, args.dicom_dir, series_uid=args.series_uid)
     series = read_series(source, series_uid=args.series_uid)
+    dicom = bool(args.dicom or getattr(args, "push", False))
     if series.modality != args.modality.upper():
         raise InputError(source, f"series modality is {series.modality}, but --modality {args.modality} was given")
     if args.modality == "ct":
@@ -300,7 +324,7 @@ def run(args: argparse.Namespace) -> int:
             views=args.views, dose=args.dose, geometry=args.geometry, size=args.size, i0_full=args.i0,
             electronic_noise=args.electronic_noise, noise=not args.noise_free, seed=args.seed,
         )
-        write_ct_study(series, sim, out, source)
+        write_ct_study(series, sim, out, source, dicom=dicom)
         print(f"wrote {series.n_slices} sinograms ({sim.views} views, dose {sim.dose:g} x I0 {sim.i0_full:g}, "
               f"relative dose {sim.relative_dose:.3g}) to {out}")
     else:
@@ -308,9 +332,55 @@ def run(args: argparse.Namespace) -> int:
             acceleration=args.accel, mask=args.mask, center_fraction=args.center_fraction, coils=args.coils,
             size=args.size, noise_std=args.noise_std, seed=args.seed,
         )
-        write_mr_study(series, sim, out, source)
+        write_mr_study(series, sim, out, source, dicom=dicom)
         print(f"wrote {series.n_slices} k-space slices ({sim.coils} coil(s), {sim.mask} x{sim.acceleration:g}) to {out}")
+    if dicom:
+        print(f"wrote the simulated acquisition as a derived DICOM series to {out / DICOM_DIR}")
+    push_outputs(args, [out / DICOM_DIR], progress=not args.no_progress)
     return 0
+
+
+# --------------------------------------------------------------------------------------- DICOM
+def classical_ct_images(sinos: np.ndarray, geometry: dict[str, Any], batch: int = 16) -> np.ndarray:
+    """FBP (HU) of simulated line integrals ``[n, n_angles, n_detectors]`` -> float32 ``[n, size, size]``."""
+    from operators.geometry import geometry_from_dict
+    from operators.radon import radon_from_geometry
+    from recon.api import reconstruct
+
+    op = radon_from_geometry(geometry_from_dict(geometry))
+    y = torch.from_numpy(np.ascontiguousarray(sinos)).unsqueeze(1)
+    out = [np.asarray(reconstruct(y[i : i + batch], op, None, method="fbp", device="cpu").mean, dtype=np.float32)
+           for i in range(0, y.shape[0], batch)]
+    return np.concatenate(out).reshape(y.shape[0], *np.asarray(out[0]).shape[-2:])
+
+
+def classical_mr_images(kspace: np.ndarray, mask: np.ndarray, coil_maps: np.ndarray | None) -> np.ndarray:
+    """Zero-filled magnitude of undersampled k-space ``[n, coils, H, W]`` -> float32 ``[n, H, W]``."""
+    from operators.fourier import CartesianFourier
+    from recon.api import reconstruct
+
+    maps = None if coil_maps is None else torch.from_numpy(coil_maps)
+    op = CartesianFourier(torch.from_numpy(mask).bool(), coil_maps=maps)
+    mean = reconstruct(torch.from_numpy(kspace), op, None, method="zero_filled", device="cpu").mean
+    images = np.abs(np.asarray(mean))
+    return images.reshape(kspace.shape[0], *images.shape[-2:]).astype(np.float32)
+
+
+def write_simulated_series(folder: Path, series: Series, images: np.ndarray, *, modality: str,
+                           extra: dict[str, Any]) -> None:
+    """``images`` ``[n, H, W]`` (HU for CT) as a derived series of ``series``' study in ``folder``:
+    same patient, study and frame of reference, each slice referencing its source image."""
+    from pipelines.plots import CT_DISPLAY_WINDOW
+    from recon.io.dicom_write import write_series
+
+    number = series.reference_datasets[0].get("SeriesNumber") if series.reference_datasets else None
+    kind = "simulated " + ("low-dose CT" if modality == "CT" else "undersampled MR")
+    write_series(
+        images, folder, modality=modality, reference=series, extra={"image": kind, **extra},
+        description=f"{kind} {extra['simulation']} ({extra['method']})"[:64],
+        series_number=(int(number) if number not in (None, "") else 0) + SIMULATED_SERIES_OFFSET,
+        window=CT_DISPLAY_WINDOW if modality == "CT" else None, overwrite=True,
+    )
 
 
 def _work_dir(out: Path) -> Path:

@@ -1,4 +1,11 @@
-"""``recon benchmark``: the subcommand's arguments, and the run that prints the headlines."""
+"""``recon benchmark``: the subcommand's arguments, and the run that prints the headlines.
+
+``--push`` is refused: a benchmark's outputs are a report (metrics, plots, image panels), not DICOM
+series. Its images are a few slices per volume (``--max-slices``), on the grid ``--size``, for every
+setting x method of the grid (tens of them), possibly from several studies; filed into a patient's
+study they would be clutter, not something to read. The images of one chosen setting go to the PACS
+with ``recon simulate ... --push`` (the simulated acquisition) and ``recon reconstruct ... --push``.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ from pipelines.pacs_options import add_pacs_options, resolve_input
 from pipelines.sampler_options import add_estimator_arguments, add_set_argument, parse_options
 from pipelines.simulate import FULL_DOSE_I0
 from priors.precision import add_precision_argument
+from recon.errors import InputError
 
 __all__ = ["register", "run"]
 
@@ -94,12 +102,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="run the settings on an existing Dask cluster (tcp://HOST:PORT); see docs/cluster.md")
     p.add_argument("--overwrite", action="store_true", help="replace a report directory that holds another benchmark")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_pacs_options(p, push=False)
+    add_pacs_options(p)
     p.set_defaults(func=run)
+
+
+PUSH_REFUSED = ("--push: recon benchmark writes a report (metrics, plots, panels of a few slices per setting), not "
+                "DICOM series; push one setting's images with 'recon simulate --push' and 'recon reconstruct --push'")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``recon benchmark`` from parsed arguments; prints the headline and the report path."""
+    if getattr(args, "push", False):
+        raise InputError(None, PUSH_REFUSED)
     methods = args.methods or _names(DEFAULT_CT_METHODS if args.modality == "ct" else DEFAULT_MR_METHODS)
     t0 = time.perf_counter()
     inputs = list(args.inputs)
