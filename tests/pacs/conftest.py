@@ -91,10 +91,15 @@ class Orthanc:
     def dimse(self) -> str:
         return f"127.0.0.1:{self.dicom_port}:{ORTHANC_AET}"
 
+    @property
+    def verify(self) -> str | bool:
+        """What its REST API is verified against: the test CA over HTTPS."""
+        return str(self.ca_file) if self.tls and self.ca_file else True
+
     def get(self, path: str) -> object:
         import requests
 
-        r = requests.get(self.rest + path, auth=(USER, PASSWORD), timeout=10)
+        r = requests.get(self.rest + path, auth=(USER, PASSWORD), timeout=10, verify=self.verify)
         r.raise_for_status()
         return r.json()
 
@@ -102,14 +107,16 @@ class Orthanc:
         import requests
 
         for f in files:
-            r = requests.post(self.rest + "/instances", data=f.read_bytes(), auth=(USER, PASSWORD), timeout=10)
+            r = requests.post(self.rest + "/instances", data=f.read_bytes(), auth=(USER, PASSWORD), timeout=10,
+                              verify=self.verify)
             r.raise_for_status()
 
     def clear(self) -> None:
         import requests
 
         for pid in self.get("/patients"):  # type: ignore[union-attr]
-            requests.delete(f"{self.rest}/patients/{pid}", auth=(USER, PASSWORD), timeout=10).raise_for_status()
+            requests.delete(f"{self.rest}/patients/{pid}", auth=(USER, PASSWORD), timeout=10,
+                            verify=self.verify).raise_for_status()
 
     def count_instances(self) -> int:
         return len(self.get("/instances"))  # type: ignore[arg-type]
@@ -147,7 +154,7 @@ def run_orthanc(root: Path, server: Orthanc, **extra: object) -> Iterator[Orthan
         "HttpTimeout": 10, "DicomScuTimeout": 10, "ConcurrentJobs": 1, **extra,
     }
     (root / "orthanc.json").write_text(json.dumps(config))
-    verify = str(server.ca_file) if server.ca_file else True
+    verify = server.verify
     with open(root / "orthanc.log", "wb") as log:
         proc = subprocess.Popen([binary, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT,
                                 preexec_fn=_die_with_parent)
@@ -235,6 +242,88 @@ def https_orthanc(orthanc: Orthanc, tmp_path_factory: pytest.TempPathFactory) ->
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@dataclass
+class Certificates:
+    """A private CA and a server certificate it signed for 127.0.0.1 (PEM files)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    other_ca: Path  # a CA that did not sign the server's certificate
+
+    @property
+    def cert_and_key(self) -> Path:
+        """Certificate and key in one file (Orthanc's ``SslCertificate``)."""
+        both = self.cert.with_name("server-and-key.pem")
+        if not both.is_file():
+            both.write_text(self.cert.read_text() + self.key.read_text())
+        return both
+
+
+def make_certificates(root: Path) -> Certificates:
+    """Generate the CA, the server certificate and another CA with ``openssl`` under ``root``; skips
+    the test when ``openssl`` is missing."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: no certificates for the TLS server")
+    root.mkdir(parents=True, exist_ok=True)
+
+    def run(*argv: str) -> None:
+        subprocess.run([openssl, *argv], check=True, capture_output=True, cwd=root)
+
+    for name in ("ca", "other-ca"):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN=recon test {name}",
+            "-keyout", f"{name}.key", "-out", f"{name}.pem")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
+    (root / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+        "-extfile", "san.cnf", "-out", "server.pem")
+    return Certificates(ca=root / "ca.pem", cert=root / "server.pem", key=root / "server.key",
+                        other_ca=root / "other-ca.pem")
+
+
+def orthanc_version() -> str:
+    """``Orthanc --version``'s first line (e.g. ``Orthanc 1.10.1``), or ``Orthanc``."""
+    binary = shutil.which("Orthanc")
+    if binary is None:
+        return "Orthanc"
+    run = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    return (run.stdout.splitlines() or ["Orthanc"])[0].strip()
+
+
+@pytest.fixture(scope="session")
+def dicom_tls_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Orthanc, Certificates]]:
+    """A second Orthanc whose DIMSE port speaks only DICOM TLS (``DicomTlsEnabled``), with a server
+    certificate from a private CA; no client certificate is required. Its REST API stays plain HTTP."""
+    root = tmp_path_factory.mktemp("orthanc-dicom-tls")
+    certs = make_certificates(root / "pki")
+    server = Orthanc(http_port=free_port(), dicom_port=free_port(), scu_port=free_port(), root=root, ca_file=certs.ca)
+    with run_orthanc(root, server, DicomTlsEnabled=True, DicomTlsCertificate=str(certs.cert),
+                     DicomTlsPrivateKey=str(certs.key), DicomTlsTrustedCertificates=str(certs.ca),
+                     DicomTlsRemoteCertificateRequired=False) as s:
+        yield s, certs
+
+
+@pytest.fixture(scope="session")
+def native_https_orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Orthanc, Certificates]]:
+    """A third Orthanc serving HTTPS itself (``SslEnabled``) with a certificate from a private CA;
+    skips where the installed Orthanc cannot (Debian's 1.10.1 exits on its first HTTPS request)."""
+    root = tmp_path_factory.mktemp("orthanc-https")
+    certs = make_certificates(root / "pki")
+    server = Orthanc(http_port=free_port(), dicom_port=free_port(), scu_port=free_port(), root=root, tls=True,
+                     ca_file=certs.ca)
+    try:
+        context = run_orthanc(root, server, SslEnabled=True, SslCertificate=str(certs.cert_and_key))
+        s = context.__enter__()
+    except pytest.skip.Exception as e:
+        pytest.skip(f"{orthanc_version()} cannot serve HTTPS itself (SslEnabled): {e.msg}; HTTPS is tested behind a "
+                    "TLS proxy (https_orthanc)")
+    try:
+        yield s, certs
+    finally:
+        context.__exit__(None, None, None)
 
 
 @pytest.fixture

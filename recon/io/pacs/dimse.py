@@ -11,6 +11,7 @@ system trust store or ``ca_bundle`` (the C-MOVE storage SCP listens without TLS)
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
@@ -208,6 +209,8 @@ class DimsePacs:
                 reason = p.reason_str if p is not None else "association rejected"
                 hint = "; check the AE titles" if p is not None and p.diagnostic in (3, 7) else ""
                 raise PacsRefused(self.server, f"association rejected ({reason}){hint}")
+            if self.config.tls:
+                self._tls_failure()
             raise PacsUnreachable(self.server, "cannot connect (no association); is the server running?")
         try:
             yield assoc
@@ -232,8 +235,34 @@ class DimsePacs:
     def _tls_client(self) -> dict[str, Any]:
         if not self.config.tls:
             return {}
-        context = ssl.create_default_context(cafile=str(self.config.ca_bundle) if self.config.ca_bundle else None)
-        return {"tls_args": (context, str(self.config.host))}
+        return {"tls_args": (self._tls_context(), str(self.config.host))}
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """Verifies the server's certificate and host name against ``ca_bundle``, else the system store."""
+        try:
+            return ssl.create_default_context(cafile=str(self.config.ca_bundle) if self.config.ca_bundle else None)
+        except (ssl.SSLError, OSError):
+            raise InputError(self.config.ca_bundle, "PACS CA bundle holds no PEM certificate") from None
+
+    def _tls_failure(self) -> None:
+        """After an association that did not start over TLS: raise the handshake's failure as one line
+        (pynetdicom only logs it). Returns when the handshake itself succeeds."""
+        try:
+            raw = socket.create_connection((str(self.config.host), int(self.config.port or 0)), timeout=self.config.timeout)
+        except OSError:
+            return  # no connection at all: reported as unreachable
+        try:
+            with self._tls_context().wrap_socket(raw, server_hostname=str(self.config.host)):
+                return
+        except ssl.SSLCertVerificationError as e:
+            raise PacsRefused(self.server, f"TLS failed (certificate verify failed: {e.verify_message or 'untrusted'}); "
+                                           "set ca_bundle (RECON_PACS_CA_BUNDLE) to the CA that signed the server's "
+                                           "certificate") from None
+        except OSError as e:  # ssl.SSLError included: a handshake the server broke off or did not speak
+            reason = getattr(e, "reason", None) or e.strerror or type(e).__name__
+            raise PacsRefused(self.server, f"TLS failed ({reason}); does the server speak DICOM TLS on this port?") from None
+        finally:
+            raw.close()
 
 
 def _retrieve_requests(study_uid: str, wanted: Sequence[InstanceRef], available: Sequence[InstanceRef]) -> list[Dataset]:
