@@ -29,6 +29,11 @@ _MR_COPY = ("ScanOptions", "MRAcquisitionType", "RepetitionTime", "EchoTime", "E
             "SequenceName", "MagneticFieldStrength", "ImagingFrequency", "ImagedNucleus", "FlipAngle", "EchoNumbers")
 _CT_COPY = ("KVP", "ConvolutionKernel", "ReconstructionDiameter")
 _SERIES_COPY = ("PatientPosition", "BodyPartExamined", "Laterality")
+#: BodyPartExamined values of paired body parts (PS3.16 CID 4031), for which Laterality is required;
+#: beside any other stated body part an empty Laterality violates its Type 2C condition.
+PAIRED_BODY_PARTS = ("BREAST", "EYE", "EAR", "KIDNEY", "LUNG", "SHOULDER", "ARM", "ELBOW", "FOREARM", "WRIST",
+                     "HAND", "HIP", "THIGH", "LEG", "KNEE", "ANKLE", "FOOT", "EXTREMITY", "UPR EXTREMITY",
+                     "LWR EXTREMITY", "CLAVICLE", "SCAPULA", "FEMUR", "TIBIA", "FIBULA", "HUMERUS")
 
 
 def _set_modality_attributes(ds: Dataset, modality: str, ref_ds: Dataset | None) -> None:
@@ -94,11 +99,12 @@ def series_dataset(
     ds.SeriesDate, ds.SeriesTime = date, time
     ds.SeriesDescription = description
     ds.PatientPosition = ""  # Type 2C: required for CT/MR Image Storage, empty when unknown
-    ds.Laterality = ""  # Type 2C: paired body parts; empty when unknown
     if ref_ds is not None:
         for kw in _SERIES_COPY:
             if kw in ref_ds and ref_ds.get(kw) not in (None, ""):
                 setattr(ds, kw, ref_ds.get(kw))
+    if "Laterality" not in ds and ds.get("BodyPartExamined", "") in ("", *PAIRED_BODY_PARTS):
+        ds.Laterality = ""  # Type 2C: a paired (or unstated) body part; empty when unknown
     # General Equipment: the software that made these images.
     ds.Manufacturer = MANUFACTURER
     ds.ManufacturerModelName = "recon"

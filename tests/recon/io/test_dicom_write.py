@@ -190,6 +190,23 @@ def test_dciodvfy_ct_and_mr_without_reference(tmp_path):
         assert errors == [], f"{f}: {errors}"
 
 
+@pytest.mark.parametrize("body_part", ["CHEST", "KNEE", None])
+def test_laterality_only_where_its_condition_holds(tmp_path, body_part):
+    # Type 2C: present (maybe empty) for a paired or unstated body part, absent beside an unpaired one
+    _, files = make_ct_series(tmp_path / "ref", n=2)
+    for f in files:
+        ds = pydicom.dcmread(f)
+        if body_part is not None:
+            ds.BodyPartExamined = body_part
+        ds.save_as(f)
+    ref = read_series(tmp_path / "ref")
+    out_files = write_series(ref.pixels, tmp_path / "o", modality="CT", reference=ref, extra=EXTRA)
+    out = pydicom.dcmread(out_files[0])
+    assert ("Laterality" in out) == (body_part in (None, "KNEE"))
+    errors, _ = dciodvfy(out_files[0])
+    assert not [e for e in errors if "Laterality" in e], errors
+
+
 @pytest.mark.shared_data
 def test_dciodvfy_from_real_references(tmp_path, shared_data):
     ct_ref = read_series(sorted(shared_data("ct_ircad_patient01", "PATIENT_DICOM").iterdir())[:2])
