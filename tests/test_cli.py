@@ -38,3 +38,17 @@ def test_missing_input_is_one_line_without_traceback(tmp_path, capsys):
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(InputError):
         main(["--debug", "reconstruct", str(tmp_path / "absent"), "--out", str(tmp_path / "out"), "--method", "fbp"])
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_openmp_threads_wait_passively_unless_told_otherwise(preset):
+    # read by torch's OpenMP runtime when it loads, so it must be set before torch is imported
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    code = "import sys, os, pipelines; assert 'torch' not in sys.modules; print(os.environ['OMP_WAIT_POLICY'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == (preset or "PASSIVE")
