@@ -24,6 +24,8 @@ distanceSourceOrigin, ``origin_detector_mm`` = distanceSourceDetector - distance
 ``detector_spacing_mm`` = pixelSizePost, ``n_detectors`` = numDetectorsPost. The image grid has
 the effective pixel size (one pixel per detector cell seen at the axis) and, unless given, as many
 pixels across as the detector has cells, so it spans the detector's field of view at the axis.
+Angles and detector cells are taken in the file's order: reconstructions come out in the orientation
+of the challenge's own segmentations (rows down, no flip or rotation).
 
 The values are attenuation line integrals of a 45 kV laboratory source, in 1/mm once divided by
 path length, but not calibrated to water: the study is ``units`` ``per_mm`` with

@@ -169,3 +169,54 @@ def test_the_challenge_file(shared_data):
     assert not study.hu_calibrated and study.acquisition["source"]["struct"] == "CtDataLimited"
     op = radon_from_geometry(study.geometry_object())
     op.check_range(torch.from_numpy(study.data))  # the operator takes the data as they are
+
+
+# The challenge's segmentation of sample ta (htc2022_ta_full_recon_fbp_seg.png, 512 x 512 on the
+# grid of effective pixels, HTC 2022, CC BY 4.0) as ellipses in coordinates of that grid scaled to
+# [-1, 1], rows down: the acrylic disc (centre row, centre column, radius) and its eight holes
+# (centre row, centre column, semi-axes, major axis in degrees from the column axis towards rows).
+# Rasterised at 512 it correlates 0.99 with the segmentation.
+_TA_DISC = (0.026, -0.017, 0.921)
+_TA_HOLES = ((-0.507, -0.266, 0.175, 0.105, -18), (-0.308, 0.268, 0.178, 0.112, -19),
+             (-0.209, -0.587, 0.143, 0.103, -31), (-0.159, -0.216, 0.165, 0.108, -23),
+             (0.073, 0.389, 0.180, 0.111, -19), (0.128, -0.619, 0.144, 0.107, -17),
+             (0.337, -0.214, 0.179, 0.112, -20), (0.523, 0.216, 0.178, 0.112, -20))
+
+
+def _ta_segmentation(n: int) -> np.ndarray:
+    """The ground-truth material mask of sample ta on an ``n x n`` grid (1 = acrylic)."""
+    c = np.linspace(-1.0, 1.0, n)
+    y, x = np.meshgrid(c, c, indexing="ij")
+    mask = np.hypot(y - _TA_DISC[0], x - _TA_DISC[1]) < _TA_DISC[2]
+    for cy, cx, a, b, deg in _TA_HOLES:
+        t = math.radians(deg)
+        u = (x - cx) * math.cos(t) + (y - cy) * math.sin(t)
+        w = -(x - cx) * math.sin(t) + (y - cy) * math.cos(t)
+        mask &= (u / a) ** 2 + (w / b) ** 2 >= 1
+    return mask.astype(np.float64)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / math.sqrt((a * a).sum() * (b * b).sum()))
+
+
+@pytest.mark.shared_data
+def test_the_challenge_file_reconstructs_in_the_ground_truths_orientation(shared_data):
+    """FBP of the 0-60 degree arc, on a 128 x 128 grid spanning the segmentation's 512 effective
+    pixels and a detector binned by 4, correlates with the challenge's segmentation as it is (no flip
+    or rotation); the detector read the other way round comes out rotated by 180 degrees."""
+    study = read_htc_mat(shared_data("ct_raw_htc2022_limited_angle", "htc2022_ta_sparse_example.mat"))
+    g, n, binning = study.geometry, 128, 4
+    geo = FanGeometry((n, n), study.angles, g["source_origin_mm"], g["origin_detector_mm"],
+                      pixel_size_mm=g["pixel_size_mm"] * 512 / n, n_detectors=g["n_detectors"] // binning,
+                      detector_spacing_mm=g["detector_spacing_mm"] * binning)
+    op = radon_from_geometry(geo)
+    y = torch.from_numpy(study.data.reshape(*study.data.shape[:-1], -1, binning).mean(-1))
+    truth = _ta_segmentation(n)
+    with torch.no_grad():
+        as_read = op.pinv(y)[0, 0].double().numpy()
+        flipped = op.pinv(torch.flip(y, dims=[-1]))[0, 0].double().numpy()
+    assert _correlation(as_read, truth) > 0.5
+    assert _correlation(as_read, truth) > _correlation(flipped, truth) + 0.1
+    assert _correlation(flipped, truth[::-1, ::-1]) > _correlation(flipped, truth)
