@@ -1,4 +1,4 @@
-"""``recon reconstruct --format dicom|tiff|nifti`` and the path for data without HU calibration."""
+"""``recon reconstruct --format dicom|tiff|nifti`` (CT and MR) and the path for data without HU calibration."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import tifffile
 import torch
 
-from operators import ParallelBeam, hu_to_mu, uniform_angles
+from operators import CartesianFourier, ParallelBeam, hu_to_mu, uniform_angles
 from pipelines.cli import main
 from pipelines.reconstruct_dir import reconstruct_directory
 from recon.io import write_sinogram_dir
@@ -172,8 +172,6 @@ def test_the_api_keeps_attenuation_without_hu():
     mu = reconstruct(y, op, method="fbp", device="cpu", hu=False)
     assert hu.unit == "HU" and mu.unit == "1/mm" and mu.settings["hu"] is False
     assert torch.allclose(mu.mean, hu_to_mu(hu.mean), atol=1e-6)
-    from operators import CartesianFourier
-
     with pytest.raises(ValueError, match="CT operators only"):
         reconstruct(torch.zeros(1, 1, 8, 8, dtype=torch.complex64), CartesianFourier(torch.ones(8, 8, dtype=torch.bool)),
                     method="zero_filled", hu=False)
@@ -194,3 +192,49 @@ def test_an_htc_mat_file_reconstructs_directly(tmp_path: Path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "distanceSourceDetector" in err[0]
     assert not (tmp_path / "bad_out").exists()
+
+
+def _mr_study(root: Path) -> tuple[Path, torch.Tensor, CartesianFourier]:
+    """Two single-coil slices of a complex disc (phase ramp), every other k-space column kept
+    plus the centre; returns the directory, the k-space and the operator."""
+    from recon.io import write_kspace_dir
+
+    yy, xx = np.mgrid[:SIZE, :SIZE] - (SIZE - 1) / 2
+    disc = (np.hypot(yy, xx) < 0.35 * SIZE) * np.exp(0.05j * xx)
+    x = torch.from_numpy(np.stack([disc, 0.5 * disc])[:, None].astype(np.complex64))
+    mask = torch.zeros(SIZE, dtype=torch.bool)
+    mask[::2] = True
+    mask[SIZE // 2 - 3:SIZE // 2 + 3] = True
+    op = CartesianFourier(mask, image_shape=(SIZE, SIZE))
+    with torch.no_grad():
+        k = op(x)
+    return write_kspace_dir(root, k, mask=mask.numpy(), meta={"pixel_spacing_mm": [PX, PX]}), k, op
+
+
+@pytest.mark.parametrize("fmt", ["tiff", "nifti"])
+def test_mr_stacks_hold_the_magnitude_of_the_reconstruction(tmp_path: Path, fmt: str):
+    from recon.api import reconstruct
+    from recon.io.dicom_read import read_series
+
+    study, k, op = _mr_study(tmp_path / "mr")
+    report = _run(study, tmp_path / fmt, method="zero_filled", output_format=fmt)
+    assert report["modality"] == "mr" and report["unit"] == "magnitude"
+    assert report["outputs"]["format"] == fmt and not (tmp_path / fmt / "dicom").exists()
+    if fmt == "tiff":
+        with tifffile.TiffFile(tmp_path / fmt / "recon.tif") as tif:
+            images = tif.asarray()
+            num, den = tif.pages[0].tags["XResolution"].value
+            meta = json.loads(tif.pages[0].description)
+        assert num / den == pytest.approx(10.0 / PX, rel=1e-6) and meta["unit"] == "magnitude"
+    else:
+        img = nib.load(tmp_path / fmt / "recon.nii.gz")
+        assert img.shape == (SIZE, SIZE, 2) and img.get_data_dtype() == np.float32
+        assert np.allclose(np.diag(img.affine)[:2], PX) and b"unit=magnitude" in bytes(img.header["descrip"])
+        images = np.asarray(img.dataobj).transpose(2, 1, 0)[:, ::-1, :]
+    assert images.dtype == np.float32 and images.shape == (2, SIZE, SIZE) and (images >= 0).all()
+    # the magnitude of the API's complex result, and the DICOM series' values to its quantisation
+    expected = reconstruct(k, op, method="zero_filled", device="cpu").mean[:, 0].abs().numpy()
+    assert np.allclose(images, expected, atol=1e-5)
+    _run(study, tmp_path / "dicom", method="zero_filled", output_format="dicom")
+    series = read_series(tmp_path / "dicom" / "dicom")
+    assert np.allclose(images, series.pixels, atol=1e-3 * float(expected.max()))
