@@ -42,18 +42,19 @@ __all__ = ["Result", "reconstruct", "SAMPLERS", "METHODS", "DEFAULT_ESTIMATOR", 
            "Z_PRECISION_1MM", "available_methods", "default_estimator", "check_options", "method_options", "resolve_init"]
 
 #: Default ``sigma_max`` (normalised units: the CT window's 3072 HU, the MR slice's 99.9th percentile)
-#: of a warm-started sampler (``init=``): high enough to remove the classical method's artefacts, low
-#: enough to keep its anatomy; the best on held-out slices for CT and MR
-#: (``benchmarks/sampler-settings.md``).
-INIT_SIGMA_MAX = 0.2
+#: of a warm-started sampler (``init=``), per operator kind: high enough to remove the classical
+#: method's artefacts, low enough to keep its anatomy. Sparse-view TV leaves streaks and flattened
+#: texture that a higher level washes out; CS-TV of undersampled MR is closer to the truth. The best
+#: on the validation patients (``benchmarks/sampler-settings.md``).
+INIT_SIGMA_MAX: dict[str | None, float] = {"ct": 0.4, "mr": 0.2, None: 0.2}
 
 #: The default estimator of every sampler entry point, per operator kind: the mean of ``samples``
-#: posterior samples of ``nfe`` network evaluations each, 50 evaluations per slice in all. Where the
-#: posterior is broad (sparse-view CT) several short chains beat one long one - a single posterior
-#: sample has twice the MMSE error of the posterior mean - and their spread gives the std series;
-#: where it is narrow (MR from a CS-TV start) one long chain is better
-#: (measurements: ``benchmarks/sampler-settings.md``).
-DEFAULT_ESTIMATOR: dict[str | None, tuple[int, int]] = {"ct": (12, 4), "mr": (50, 1), None: (50, 1)}
+#: posterior samples of ``nfe`` network evaluations each. Where the posterior is broad (sparse-view CT)
+#: several short chains beat one long one - a single posterior sample has twice the MMSE error of the
+#: posterior mean - and their spread gives the std series; CT takes 8 chains (96 evaluations, about
+#: 18 s per 256 x 256 slice on 2 CPU cores). Where it is narrow (MR from a CS-TV start) one long
+#: chain of 50 is better (measurements: ``benchmarks/sampler-settings.md``).
+DEFAULT_ESTIMATOR: dict[str | None, tuple[int, int]] = {"ct": (12, 8), "mr": (50, 1), None: (50, 1)}
 
 
 def default_estimator(modality: str | None) -> tuple[int, int]:
@@ -242,7 +243,7 @@ def reconstruct(
         **options: passed to the sampler (e.g. ``eta``, ``cg_iters``, ``zeta``, ``lam``) or to the
             classical function (e.g. ``n_iter``, ``weight``). Samplers also take ``init``: the
             classical method whose reconstruction, diffused to ``sigma_max`` (default
-            :data:`INIT_SIGMA_MAX` with a warm start), starts the chain (Come-Closer-Diffuse-Faster,
+            :data:`INIT_SIGMA_MAX` of the operator kind with a warm start), starts the chain (Come-Closer-Diffuse-Faster,
             Chung, Sim, Ye, CVPR 2022). ``"auto"`` (default): :data:`AUTO_INIT` (TV for CT, CS-TV
             for MR; a cold start for other operators); ``None`` or ``"none"``: pure noise, as in the
             papers; or a method name (``"fbp"``, ``"zero_filled"``, ...). With the bundled priors
@@ -360,7 +361,7 @@ def _sample(req: _Request, *, nfe: int, samples: int, seed: int, callback: Calla
     B, S = y.shape[0], samples
     init = resolve_init(options.pop("init", "auto"), req.modality)
     if init is not None:
-        options.setdefault("sigma_max", INIT_SIGMA_MAX)
+        options.setdefault("sigma_max", INIT_SIGMA_MAX.get(req.modality, INIT_SIGMA_MAX[None]))
     was_training = prior.training
     prior.to(req.device).eval()
     try:

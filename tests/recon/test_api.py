@@ -278,7 +278,7 @@ def test_init_runs_a_classical_method_first_and_is_recorded():
     cold = reconstruct(y, op, prior, nfe=3, seed=0, device="cpu", init=None)
     warm = reconstruct(y, op, prior, nfe=3, seed=0, device="cpu", init="fbp")
     assert warm.settings["init"] == "fbp" and cold.settings["init"] is None
-    assert warm.settings["options"]["sigma_max"] == INIT_SIGMA_MAX and "sigma_max" not in cold.settings["options"]
+    assert warm.settings["options"]["sigma_max"] == INIT_SIGMA_MAX["ct"] and "sigma_max" not in cold.settings["options"]
     assert reconstruct(y, op, prior, nfe=3, seed=0, device="cpu").settings["init"] == "tv"  # auto for CT
     assert reconstruct(y, op, prior, nfe=3, seed=0, device="cpu", init="none").settings["init"] is None
     mop = _fourier(1)
