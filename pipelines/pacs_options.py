@@ -148,7 +148,7 @@ def _series_folder(folder: Path, series_uid: str | None, modality: str | None) -
 
 def check_push(args: argparse.Namespace) -> None:
     """With ``--push``: fail before any work when no PACS is configured (nothing is sent yet)."""
-    if getattr(args, "push", False):
+    if args.push:
         from recon.io.pacs import resolve_config
 
         resolve_config()
@@ -161,7 +161,7 @@ def push_outputs(args: argparse.Namespace, folders: Sequence[Path], *, progress:
     it references (Source Image Sequence) must be listed in that study; otherwise the push is refused
     before anything is sent, or reported after it.
     """
-    if not getattr(args, "push", False):
+    if not args.push:
         return []
     from recon.io.pacs import open_client, push_files, resolve_config, study_label
     from recon.io.pacs.errors import PacsError

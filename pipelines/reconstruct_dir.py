@@ -506,7 +506,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.nfe is not None and args.nfe < 1) or (args.samples is not None and args.samples < 1) or args.batch < 1:
         raise ValueError("--nfe, --samples and --batch must be positive integers")
     output_format = getattr(args, "output_format", "auto")
-    if getattr(args, "push", False):
+    if args.push:
         if output_format in ("tiff", "nifti"):
             raise InputError(args.out, f"--push stores DICOM series; it cannot push --format {output_format}")
         output_format = "dicom"  # refused up front for data without HU

@@ -316,7 +316,7 @@ def run(args: argparse.Namespace) -> int:
     check_push(args)
     source = resolve_input(args, args.dicom_dir, series_uid=args.series_uid)
     series = read_series(source, series_uid=args.series_uid)
-    dicom = bool(args.dicom or getattr(args, "push", False))
+    dicom = bool(args.dicom or args.push)
     if series.modality != args.modality.upper():
         raise InputError(source, f"series modality is {series.modality}, but --modality {args.modality} was given")
     if args.modality == "ct":

@@ -112,7 +112,7 @@ PUSH_REFUSED = ("--push: recon benchmark writes a report (metrics, plots, panels
 
 def run(args: argparse.Namespace) -> int:
     """Run ``recon benchmark`` from parsed arguments; prints the headline and the report path."""
-    if getattr(args, "push", False):
+    if args.push:
         raise InputError(None, PUSH_REFUSED)
     methods = args.methods or _names(DEFAULT_CT_METHODS if args.modality == "ct" else DEFAULT_MR_METHODS)
     t0 = time.perf_counter()
