@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from priors import available_priors, load_prior
+from priors.calibration import CALIBRATION_FILE, NOMINAL_COVERAGE, load_std_calibration
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = {"ct": "ct", "mr": "mr"}
@@ -43,6 +44,19 @@ def test_bundled_prior_has_a_model_card_naming_sources_and_licences(name):
     assert config["data"]["sources"], "training data sources must be recorded"
     size_mb = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
     assert size_mb <= 50
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_bundled_prior_ships_a_std_calibration_within_ten_percent_of_nominal(name):
+    folder = REPO / "data" / "priors" / name
+    if not folder.is_dir():
+        pytest.skip(f"data/priors/{name} is absent")
+    calibration = load_std_calibration(folder)
+    assert calibration is not None, f"data/priors/{name} ships no {CALIBRATION_FILE}"
+    assert calibration.scale > 1 and calibration.samples > 1
+    for k, nominal in NOMINAL_COVERAGE.items():
+        assert calibration.coverage_raw[str(k)] < nominal  # raw sample std is too narrow
+        assert abs(calibration.coverage_calibrated[str(k)] - nominal) <= 0.1 * nominal
 
 
 @pytest.mark.slow
