@@ -21,18 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from priors.calibration import NOMINAL_COVERAGE, coverage, fit_std_calibration, load_std_calibration, save_std_calibration
-
-#: Pixels that count: inside the body, where a reader looks (air would dominate the fit otherwise).
-CT_BODY_HU = -900.0
-MR_BODY_FRACTION = 0.05
-
-
-def body_mask(reference: np.ndarray, modality: str) -> np.ndarray:
-    """``[n, H, W]`` bool: the pixels the calibration is fitted on."""
-    if modality == "ct":
-        return reference > CT_BODY_HU
-    scale = np.percentile(np.abs(reference), 99.9, axis=(1, 2), keepdims=True)
-    return np.abs(reference) > MR_BODY_FRACTION * scale
+from recon.metrics import body_mask
 
 
 def read_cells(validate_out: Path, candidate: str) -> tuple[str, int, int, dict[str, tuple[np.ndarray, np.ndarray]]]:

@@ -354,6 +354,11 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
             vals = [r[key] for r in per_slice if key in r]
             if vals:
                 report[f"mean_{key}"] = float(np.mean(vals))
+        if study.slice_spacing_mm is not None and study.n_slices > 1:
+            stacks = {"result": _prior_units(mean, cal)}
+            if start is not None:
+                stacks["start"] = _prior_units(start, cal)
+            report["z_variation"] = _z_variation(study.ground_truth, stacks, study.modality)
     atomic_write_json(out / REPORT_FILE, report)
     if typicality is not None:
         warn_flagged(typicality)
@@ -458,6 +463,26 @@ def _noise_residual(saved: Any) -> float | None:
     written before the value was recorded)."""
     value = float(saved["noise_residual"]) if "noise_residual" in saved.files else float("nan")
     return None if np.isnan(value) else value
+
+
+def _z_variation(reference: np.ndarray, stacks: dict[str, np.ndarray], modality: str) -> dict[str, Any]:
+    """Mean absolute slice-to-slice difference inside the body of each stack and of the reference
+    (CT in HU; MR on magnitude over the reference slice's 99.9th percentile, as the metrics)."""
+    from recon.metrics import body_mask, z_variation
+
+    def as_stack(images: np.ndarray) -> np.ndarray:
+        x = np.asarray(images).reshape(len(images), *np.shape(images)[-2:])
+        return np.abs(x).astype(np.float64) if modality == "mr" else x.astype(np.float64)
+
+    ref = as_stack(reference)
+    scale = np.percentile(ref, 99.9, axis=(1, 2), keepdims=True) if modality == "mr" else 1.0
+    mask = body_mask(ref, modality)
+    out: dict[str, Any] = {"reference": z_variation(ref / scale, mask)}
+    for name, stack in stacks.items():
+        out[name] = z_variation(as_stack(stack) / scale, mask)
+    out["unit"] = "HU" if modality == "ct" else "fraction of the reference's 99.9th percentile"
+    out["pixels"] = "inside the body on both slices of a pair"
+    return out
 
 
 def _metrics(x: np.ndarray, ref: np.ndarray, modality: str) -> dict[str, float]:

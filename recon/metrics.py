@@ -32,13 +32,20 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
-__all__ = ["psnr", "ssim", "rmse", "ct_metrics", "mr_metrics", "CT_WINDOW_HU"]
+__all__ = [
+    "psnr", "ssim", "rmse", "ct_metrics", "mr_metrics", "body_mask", "z_variation",
+    "CT_BODY_HU", "CT_WINDOW_HU", "MR_BODY_FRACTION",
+]
 
 ArrayLike = torch.Tensor | np.ndarray
 Value = float | np.ndarray
 
 #: Default CT evaluation window in HU: air to dense bone.
 CT_WINDOW_HU: tuple[float, float] = (-1000.0, 1000.0)
+#: CT pixels above this (HU) count as inside the body (air is -1000 HU).
+CT_BODY_HU = -900.0
+#: MR pixels above this fraction of their slice's 99.9th percentile of magnitude count as inside.
+MR_BODY_FRACTION = 0.05
 
 
 # --- input handling ------------------------------------------------------------------------------
@@ -228,3 +235,41 @@ def mr_metrics(x_mag: ArrayLike, ref_mag: ArrayLike, percentile: float = 99.9) -
         "ssim": _out(_ssim_slices(xn, rn, 1.0), batched),
         "rmse": _out(np.sqrt(mse), batched),
     }
+
+
+def body_mask(reference: np.ndarray, modality: str) -> np.ndarray:
+    """``[B, H, W]`` bool: the pixels of reference slices ``[B, H, W]`` inside the body, where a
+    reader looks (CT: above :data:`CT_BODY_HU`; MR: magnitude above :data:`MR_BODY_FRACTION` of
+    each slice's 99.9th percentile). Statistics over whole slices would be dominated by air."""
+    ref = np.asarray(reference)
+    if modality == "ct":
+        return ref > CT_BODY_HU
+    mag = np.abs(ref)
+    return mag > MR_BODY_FRACTION * np.percentile(mag, 99.9, axis=(-2, -1), keepdims=True)
+
+
+# --- between slices ------------------------------------------------------------------------------
+
+
+def z_variation(volume: ArrayLike, mask: np.ndarray | None = None) -> float:
+    """Mean absolute difference between neighbouring slices of a stack ``[Z, H, W]`` (its units).
+
+    Slice-wise reconstruction with a 2D prior adds slice-to-slice variation that the anatomy does
+    not have (flicker in coronal and sagittal reformats); compare a result's value with its
+    reference's. ``mask`` ``[Z, H, W]`` (bool) restricts it to pixels inside the mask on both
+    slices of a pair (e.g. the body, where air would dilute it). Needs at least two slices.
+    """
+    v = _to_numpy(volume, "volume").astype(np.float64)
+    if v.ndim == 4 and v.shape[1] == 1:
+        v = v[:, 0]
+    if v.ndim != 3 or v.shape[0] < 2:
+        raise ValueError(f"z_variation needs a stack [Z, H, W] of at least 2 slices, got shape {v.shape}")
+    diff = np.abs(np.diff(v, axis=0))
+    if mask is None:
+        return float(diff.mean())
+    m = np.asarray(mask, dtype=bool).reshape(v.shape)
+    pair = m[1:] & m[:-1]
+    if not pair.any():
+        raise ValueError("z_variation: the mask selects no pixel on two neighbouring slices")
+    return float(diff[pair].mean())
+

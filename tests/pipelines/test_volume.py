@@ -45,6 +45,8 @@ def test_contiguous_study_is_a_volume_by_default_and_resumes_per_chunk(study: Pa
     report = _report(out)
     assert report["settings"]["samples"] > 1 and "calibrated" in report["std_calibration"]
     assert report["typicality"] is not None
+    z = report["z_variation"]  # the simulated study carries its reference: z-consistency is measured
+    assert z["unit"] == "HU" and z["reference"] > 0 and z["result"] > 0 and "start" in z
     # chunks of 3 with overlap 1 keep slices [0], [1], [2], [3]: lose slice 2 and rerun
     (out / "report.json").unlink()
     (out / ".slices" / "slice_0002.npz").unlink()
@@ -57,6 +59,7 @@ def test_no_volume_and_impossible_volume(study: Path, tmp_path: Path, capsys):
     out = tmp_path / "apart"
     assert main(["reconstruct", str(study), "--out", str(out), "--nfe", "2", "--no-volume", "--no-progress"]) == 0
     assert _report(out)["settings"]["volume"]["on"] is False
+    assert _report(out)["z_variation"]["result"] > 0  # a regular stack, even when reconstructed slice-wise
     capsys.readouterr()
     rc = main(["reconstruct", str(study), "--out", str(tmp_path / "x"), "--sampler", "dps", "--volume", "--no-progress"])
     err = capsys.readouterr().err.strip()

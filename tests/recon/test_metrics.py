@@ -116,3 +116,26 @@ def test_mr_metrics_normalise_by_reference_percentile():
     assert m3["psnr"] == pytest.approx(m1["psnr"])
     with pytest.raises(ValueError):
         metrics.mr_metrics(x, np.zeros_like(ref))
+
+
+def test_z_variation_is_the_mean_absolute_step_between_neighbouring_slices_inside_the_mask():
+    z = np.arange(4, dtype=np.float64)[:, None, None] * 10.0
+    stack = np.broadcast_to(z, (4, 8, 8)).copy()  # every slice 10 HU above the one before
+    assert metrics.z_variation(stack) == pytest.approx(10.0)
+    stack[:, :, :4] = -1000.0  # air on the left half: constant along z, excluded by the body mask
+    mask = metrics.body_mask(stack, "ct")
+    assert metrics.z_variation(stack, mask) == pytest.approx(10.0)
+    assert metrics.z_variation(stack) == pytest.approx(5.0)
+    assert metrics.z_variation(torch.from_numpy(stack)[:, None]) == pytest.approx(5.0)  # [Z, 1, H, W]
+    with pytest.raises(ValueError):
+        metrics.z_variation(stack[:1])
+    with pytest.raises(ValueError):
+        metrics.z_variation(stack, np.zeros_like(stack, dtype=bool))
+
+
+def test_body_mask_ct_by_hu_and_mr_by_each_slices_percentile():
+    ct = np.full((1, 4, 4), -1000.0)
+    ct[0, 1:3, 1:3] = 40.0
+    assert metrics.body_mask(ct, "ct").sum() == 4
+    mr = np.stack([np.eye(4), 100 * np.eye(4)])  # each slice judged against its own brightness
+    assert metrics.body_mask(mr, "mr").sum(axis=(1, 2)).tolist() == [4, 4]
