@@ -16,9 +16,10 @@ import torch
 
 from priors.base import Prior
 from priors.checkpoint import versions
+from priors.precision import resolve_precision
 from priors.typicality.inputs import Images, prepare_images
 from priors.typicality.likelihood import DEFAULT_ODE_STEPS, ode_bits_per_dim
-from priors.typicality.msma import DEFAULT_PATCH, DEFAULT_SIGMAS, msma_features
+from priors.typicality.msma import DEFAULT_PATCH, DEFAULT_SIGMAS, FP32_BELOW_SIGMA, msma_features
 from priors.typicality.reference import GaussianModel, TailModel, leave_one_group_out_scores
 from priors.typicality.store import DEFAULT_LEVEL, DEFAULT_METHOD, METHODS, MethodReference, TypicalityReference
 
@@ -172,7 +173,9 @@ def fit_reference(
     fitted: dict[str, MethodReference] = {}
     for m in dict.fromkeys(methods):
         if m == "msma":
-            options: dict[str, Any] = {"sigmas": [float(s) for s in sigmas], "patch": int(patch)}
+            reduced = resolve_precision("auto", next(iter(prior.parameters()), x).device)
+            options: dict[str, Any] = {"sigmas": [float(s) for s in sigmas], "patch": int(patch),
+                                       "precision": "bf16" if reduced else "fp32", "fp32_below_sigma": FP32_BELOW_SIGMA}
             feats = statistic(prior, x, m, options, batch_size=batch_size, progress=progress)
             model = GaussianModel.fit(feats)
             scores = leave_one_group_out_scores(feats, pids)

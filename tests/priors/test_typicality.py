@@ -29,6 +29,7 @@ from priors.typicality import (
     save_reference,
     score_images,
 )
+from priors.typicality.msma import FP32_BELOW_SIGMA
 from tests.priors.helpers import synthetic_ct, tiny_prior
 
 # --- reference statistics ------------------------------------------------------------------------
@@ -117,6 +118,17 @@ def test_msma_features_are_deterministic_and_per_slice():
     assert f.shape == (3, 20) and f.dtype == torch.float64 and torch.isfinite(f).all()
     assert torch.equal(f, msma_features(prior, x))
     assert torch.allclose(f[1:2], msma_features(prior, x[1:2]))
+
+
+def test_msma_runs_the_network_in_float32_below_its_threshold_whatever_the_precision():
+    prior = tiny_prior()
+    x = prepare_images(prior, synthetic_ct(2, size=32))
+    sigmas = [FP32_BELOW_SIGMA / 4, FP32_BELOW_SIGMA / 2, 1.0, 3.0]
+    full, reduced = msma_features(prior, x, sigmas, precision="fp32"), msma_features(prior, x, sigmas, precision="bf16")
+    low = [0, 1, 4, 5]  # whole-slice and local features of the two levels below the threshold
+    assert torch.equal(full[:, low], reduced[:, low])
+    assert not torch.equal(full, reduced)  # the levels above it really ran in bfloat16
+    assert torch.allclose(full, reduced, atol=0.05)
 
 
 def test_ode_with_a_fixed_seed_gives_identical_bits_per_dim():
