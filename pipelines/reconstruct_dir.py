@@ -260,9 +260,11 @@ def reconstruct_directory(
             mean = _magnitude(result.mean[j, 0])
             std = result.std[j, 0].abs().cpu().numpy() if result.std is not None else np.zeros_like(mean)
             start = np.full_like(mean, np.nan) if result.start is None else _magnitude(result.start[j, 0])
+            sample = _magnitude(result.samples[j, 0, 0])
             atomic_save_npz(
                 _slice_path(out, i), mean=mean.astype(np.float32), std=std.astype(np.float32),
-                start=start.astype(np.float32), seconds=np.float64(per_slice), nfe=np.int64(result.nfe),
+                start=start.astype(np.float32), sample=sample.astype(np.float32),
+                seconds=np.float64(per_slice), nfe=np.int64(result.nfe),
                 residual=np.float64(float(result.residual[j])),
                 noise_residual=np.float64(np.nan if result.noise_residual is None else float(result.noise_residual[j])),
             )
@@ -307,8 +309,11 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
         extra["prior"] = settings.get("prior")
         # scored in the prior's own units (HU for a CT prior), whatever the output unit
         start_prior = None if start is None else _prior_units(start, cal)
+        scored, what = _scored_result(slices, mean)
         typicality = typicality_report(prior, str(settings["prior"]),
-                                       {"start": start_prior, "result": _prior_units(mean, cal)}, names)
+                                       {"start": start_prior, "result": _prior_units(scored, cal)}, names)
+        if typicality.get("available"):
+            typicality["result_image"] = what
         if provenance_summary(typicality):
             extra["ood"] = provenance_summary(typicality)
     wrote_std = settings.get("samples", 1) > 1
@@ -432,6 +437,20 @@ def calibrated_std(std: np.ndarray, prior_name: str, samples: int) -> tuple[np.n
     if cal.samples != samples:
         note["warning"] = f"fitted with {cal.samples} samples per slice, used with {samples}"
     return std * np.float32(cal.scale), note
+
+
+def _scored_result(slices: list, mean: np.ndarray) -> tuple[np.ndarray, str]:
+    """The result image the typicality check scores, ``[n, H, W]``, and what it is.
+
+    With several samples it is the first posterior sample, not their mean: averaging removes the
+    texture every real slice has, so the mean of a broad posterior (sparse-view CT) scores as
+    atypical however typical each sample is, and a flag on it would say nothing about the sampler.
+    """
+    samples = [s.get("sample") for s in slices]
+    if any(x is None for x in samples) or all(
+            np.array_equal(x, s["mean"]) for x, s in zip(samples, slices, strict=True)):
+        return mean, "the result"
+    return np.stack(samples), "the first posterior sample (the mean of several is smoother than any real slice)"
 
 
 def _start_images(slices: list) -> np.ndarray | None:

@@ -146,6 +146,7 @@ def test_a_clinical_prior_on_data_without_hu_warns_and_the_report_keeps_it(tmp_p
     # the typicality check scored the slices (in the prior's HU) and its flags are in the report
     assert saved["typicality"]["available"] and len(saved["typicality"]["slices"]) == 2
     assert all(isinstance(row["result"]["flag"], bool) for row in saved["typicality"]["slices"])
+    assert saved["typicality"]["result_image"].startswith("the first posterior sample")  # 2 samples
     flagged = saved["typicality"]["flagged"]["result"]
     assert all(any(name in w for w in saved["warnings"]) for name in flagged)
     std = tifffile.imread(out / "recon_std.tif")

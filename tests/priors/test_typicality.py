@@ -291,3 +291,18 @@ def test_bundled_ct_prior_scores_mr_slices_as_atypical(shared_data):
     # 1 % flag level (the tail fitted to 51 reference slices is wide; docs/typicality.md)
     assert mr.score.min() > typical.score.max() and mr.p_value.max() < typical.p_value.min(), mr.rows()
     assert mr.p_value.min() < 0.05, mr.rows()
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_bundled_mr_prior_scores_knee_and_ct_above_most_brain_slices(shared_data):
+    prior = load_prior("mr")
+    ref = load_reference("mr")
+    brain = np.asarray(ref.method("msma").tail.scores)  # leave-one-patient-out, as a new patient's
+    knee = score_images(prior, sets.knee_slices(shared_data("mr_fastmri_knee_samples")), ref)
+    ct = score_images(prior, sets.ct_as_magnitude(list(_sample_ct_slices())), ref)
+    for name, s in {"knee": knee, "ct as magnitude": ct}.items():
+        assert np.all((s.p_value > 0) & (s.p_value <= 1))
+        assert s.score.min() > np.median(brain), (name, s.rows())
+        assert np.median(s.score) > np.percentile(brain, 80), (name, s.rows())
+    assert knee.flag.any(), knee.rows()
