@@ -51,6 +51,8 @@ from pipelines.previews import slice_preview, volume_preview
 from pipelines.sampler_options import add_estimator_arguments, add_set_argument, parse_options
 from pipelines.studies import Study, load_study
 from pipelines.typicality_check import (
+    TURNED_OFF,
+    TURNED_OFF_WARNING,
     clinical_prior_warning,
     flagged_warnings,
     provenance_summary,
@@ -198,6 +200,7 @@ def reconstruct_directory(
     volume: bool | None = None,
     chunk: int = DEFAULT_CHUNK,
     output_format: str = "auto",
+    typicality: bool = True,
 ) -> dict[str, Any]:
     """Reconstruct every slice of a measurement directory and write DICOM (or TIFF / NIfTI), preview and report.
 
@@ -205,6 +208,8 @@ def reconstruct_directory(
     ``volume``: True / False force volume or slice-wise mode, None decides from the study
     (:func:`pipelines.volume_plan.plan_volume`); ``chunk``: slices per volume chunk.
     ``output_format``: ``auto``, ``dicom``, ``tiff`` or ``nifti`` (:func:`resolve_format`).
+    ``typicality``: score the start image and the result under the prior (False: the report and a
+    warning say the check was off).
     Returns the report (also written to ``report.json``).
     """
     from tqdm import tqdm
@@ -270,7 +275,11 @@ def reconstruct_directory(
             )
             bar.update(1)
     bar.close()
-    return finish(out, study, settings, method or sampler, the_prior, output_format=fmt, warnings=warnings)
+    if the_prior is not None and not typicality:
+        print(f"recon: warning: {TURNED_OFF_WARNING}", file=sys.stderr)
+        warnings.append(TURNED_OFF_WARNING)
+    return finish(out, study, settings, method or sampler, the_prior, output_format=fmt, warnings=warnings,
+                  typicality=typicality, progress=progress)
 
 
 def _work_units(study: Study, plan: VolumePlan, pending: list[int], batch: int) -> list[tuple[list[int], list[int]]]:
@@ -288,11 +297,13 @@ def _magnitude(x: torch.Tensor) -> np.ndarray:
 
 
 def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior: Any, *,
-           output_format: str = "dicom", warnings: list[str] | None = None) -> dict[str, Any]:
+           output_format: str = "dicom", warnings: list[str] | None = None, typicality: bool = True,
+           progress: bool = False) -> dict[str, Any]:
     """Write the DICOM series (or the TIFF / NIfTI stacks), preview and report from the finished slices.
 
     ``output_format``: ``dicom``, ``tiff`` or ``nifti`` (resolved by :func:`resolve_format`);
-    ``warnings``: lines already printed (a clinical prior on uncalibrated data), kept in the report.
+    ``warnings``: lines already printed (a clinical prior on uncalibrated data), kept in the report;
+    ``typicality``: score the start image and the result under ``prior``; ``progress``: its bar.
     """
     slices = [np.load(_slice_path(out, i)) for i in range(study.n_slices)]
     cal = calibration(study)
@@ -304,18 +315,22 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
         std, std_calibration = calibrated_std(std, str(settings["prior"]), int(settings["samples"]))
     extra = {"method": method, **{k: v for k, v in settings.items() if k != "method"}}
     names = [study.slice_names[i] if i < len(study.slice_names) else str(i) for i in range(study.n_slices)]
-    typicality = None
+    checked = None
     if prior is not None:
         extra["prior"] = settings.get("prior")
+    if prior is not None and not typicality:
+        checked = dict(TURNED_OFF)
+    elif prior is not None:
         # scored in the prior's own units (HU for a CT prior), whatever the output unit
         start_prior = None if start is None else _prior_units(start, cal)
         scored, what = _scored_result(slices, mean)
-        typicality = typicality_report(prior, str(settings["prior"]),
-                                       {"start": start_prior, "result": _prior_units(scored, cal)}, names)
-        if typicality.get("available"):
-            typicality["result_image"] = what
-        if provenance_summary(typicality):
-            extra["ood"] = provenance_summary(typicality)
+        checked = typicality_report(prior, str(settings["prior"]),
+                                    {"start": start_prior, "result": _prior_units(scored, cal)}, names,
+                                    progress=progress)
+        if checked.get("available"):
+            checked["result_image"] = what
+        if provenance_summary(checked):
+            extra["ood"] = provenance_summary(checked)
     wrote_std = settings.get("samples", 1) > 1
     if std_calibration and std_calibration["calibrated"]:
         extra_std = {"std_scale": round(std_calibration["scale"], 3)}  # the std output holds the calibrated std
@@ -337,7 +352,7 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
         if study.ground_truth is not None:
             row.update(_metrics(_prior_units(mean[i], cal), study.ground_truth[i], study.modality))
         per_slice.append(row)
-    all_warnings = list(warnings or []) + (flagged_warnings(typicality) if typicality is not None else [])
+    all_warnings = list(warnings or []) + (flagged_warnings(checked) if checked is not None else [])
     report = {
         "input": str(study.path),
         "modality": study.modality,
@@ -349,7 +364,7 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
         "calibration": cal,
         "outputs": {**outputs, "preview": PREVIEW_FILE},
         "slices": per_slice,
-        "typicality": typicality,
+        "typicality": checked,
         "warnings": all_warnings,
         "std_calibration": std_calibration,
         "versions": _versions(),
@@ -365,8 +380,8 @@ def finish(out: Path, study: Study, settings: dict[str, Any], method: str, prior
                 stacks["start"] = _prior_units(start, cal)
             report["z_variation"] = _z_variation(study.ground_truth, stacks, study.modality)
     atomic_write_json(out / REPORT_FILE, report)
-    if typicality is not None:
-        warn_flagged(typicality)
+    if checked is not None:
+        warn_flagged(checked)
     return report
 
 
@@ -531,6 +546,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     vol.add_argument("--volume", dest="volume", action="store_true", default=None,
                      help="couple neighbouring slices (default: on for a contiguous, regularly spaced stack)")
     vol.add_argument("--no-volume", dest="volume", action="store_false", help="reconstruct every slice on its own")
+    p.add_argument("--no-typicality", dest="typicality", action="store_false",
+                   help="do not score the start image and the result under the prior (saves two scores per slice; "
+                        "the report and a warning say no slice was screened)")
     p.add_argument("--chunk", type=int, default=DEFAULT_CHUNK,
                    help=f"slices per volume chunk; bounds memory (default {DEFAULT_CHUNK})")
     p.add_argument("--seed", type=int, default=0)
@@ -559,6 +577,7 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples, seed=args.seed, batch=args.batch, device=args.device, precision=args.precision,
         overwrite=args.overwrite, options=parse_options(args.options),
         progress=not args.no_progress, volume=args.volume, chunk=args.chunk, output_format=output_format,
+        typicality=args.typicality,
     )
     line = f"reconstructed {report['n_slices']} slices in {report['seconds_total']:.1f} s -> {args.out}"
     if "mean_psnr" in report:

@@ -17,21 +17,32 @@ import numpy as np
 from priors.errors import PriorError
 from priors.typicality import load_reference, score_images
 
-__all__ = ["clinical_prior_warning", "flagged_warnings", "provenance_summary", "typicality_report", "warn_flagged"]
+__all__ = ["TURNED_OFF", "TURNED_OFF_WARNING", "clinical_prior_warning", "flagged_warnings", "provenance_summary",
+           "typicality_report", "warn_flagged"]
+
+#: The report's ``typicality`` when the check is turned off, and the warning that says so.
+TURNED_OFF = {"available": False, "reason": "turned off (--no-typicality)"}
+TURNED_OFF_WARNING = ("typicality check turned off (--no-typicality): no slice was screened for being out of the "
+                      "prior's distribution")
 
 
 def typicality_report(prior: Any, prior_name: str, images: dict[str, np.ndarray | None],
-                      slice_names: list[str]) -> dict[str, Any]:
+                      slice_names: list[str], *, progress: bool = False) -> dict[str, Any]:
     """``{"method", "unit", "level", "flagged", "slices": [{"slice", <kind>: {score, p_value, flag}}]}``.
 
-    ``images``: ``{"start": [n, H, W] or None, "result": [n, H, W]}`` in the prior's physical units.
+    ``images``: ``{"start": [n, H, W] or None, "result": [n, H, W]}`` in the prior's physical units;
+    ``progress``: a bar on stderr (two scores per slice are a few seconds each on a CPU).
     A prior without reference statistics gives ``{"available": False, "reason": ...}``.
     """
+    from tqdm import tqdm
+
     try:
         reference = load_reference(prior_name)
     except PriorError as e:
         return {"available": False, "reason": str(e)}
-    scored = {kind: score_images(prior, imgs, reference) for kind, imgs in images.items() if imgs is not None}
+    todo = {kind: imgs for kind, imgs in images.items() if imgs is not None}
+    with tqdm(total=sum(len(v) for v in todo.values()), unit="slice", desc="typicality", disable=not progress) as bar:
+        scored = {kind: score_images(prior, imgs, reference, progress=bar.update) for kind, imgs in todo.items()}
     first = next(iter(scored.values()))
     rows = []
     for i, name in enumerate(slice_names):

@@ -113,7 +113,7 @@ def test_the_warning_and_a_typicality_flag_reach_the_report(tmp_path: Path, caps
 
     seen = {}
 
-    def fake_report(prior, name, images, names):
+    def fake_report(prior, name, images, names, **kw):
         seen.update(images)
         return {"available": True, "method": "msma", "unit": "u", "level": 0.01,
                 "flagged": {"result": [names[1]]},
@@ -131,6 +131,23 @@ def test_the_warning_and_a_typicality_flag_reach_the_report(tmp_path: Path, caps
     assert saved["typicality"]["flagged"]["result"] == ["slice_0001"]
     # scored in the prior's HU, converted from the attenuation the slices hold
     assert np.allclose(hu_to_mu(seen["result"]), _slices(out), atol=1e-6)
+
+
+def test_no_typicality_skips_the_scores_and_says_so(tmp_path: Path, capsys, monkeypatch, one_thread):
+    import pipelines.reconstruct_dir as rd
+
+    def never(*a, **kw):
+        raise AssertionError("scored although --no-typicality")
+
+    monkeypatch.setattr(rd, "typicality_report", never)
+    out = tmp_path / "out"
+    rc = main(["reconstruct", str(_study(tmp_path / "s")), "--out", str(out), "--prior", "ct", "--nfe", "2",
+               "--samples", "1", "--set", "init=none", "--format", "nifti", "--no-typicality", "--no-progress"])
+    assert rc == 0
+    assert "typicality check turned off (--no-typicality)" in capsys.readouterr().err
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["typicality"] == {"available": False, "reason": "turned off (--no-typicality)"}
+    assert any("--no-typicality" in w for w in saved["warnings"])
 
 
 @pytest.mark.slow
