@@ -25,10 +25,23 @@ from priors.network import UNet, UNetConfig
 from priors.normalization import Normalization
 from priors.precision import autocast
 
-__all__ = ["EDMPrior", "edm_coefficients", "DEFAULT_MAX_BATCH"]
+__all__ = ["EDMPrior", "edm_coefficients", "default_max_batch"]
 
-#: Images per network call in ``EDMPrior.denoise`` (see ``EDMPrior.max_batch``).
-DEFAULT_MAX_BATCH = 8
+#: Pixels per network call in ``EDMPrior.denoise`` on a CPU when ``max_batch`` is unset (two
+#: 256 x 256 slices). A U-Net call on more overflows the CPU's caches and each image then costs
+#: more (``benchmarks/bench_denoiser_batch.py``, figures in ``benchmarks/volume.md``).
+CPU_MAX_PIXELS = 2 * 256 * 256
+#: Images per network call on an accelerator, which needs large batches to be busy; bounded because
+#: the U-Net keeps a skip tensor per level for the whole batch.
+ACCELERATOR_MAX_BATCH = 16
+
+
+def default_max_batch(device: torch.device, pixels_per_image: int) -> int:
+    """Images per network call when :attr:`EDMPrior.max_batch` is unset, for ``device`` and images
+    of ``pixels_per_image`` pixels (at least 1)."""
+    if device.type == "cpu":
+        return max(1, CPU_MAX_PIXELS // max(1, pixels_per_image))
+    return ACCELERATOR_MAX_BATCH
 
 
 def edm_coefficients(sigma: torch.Tensor, sigma_data: float) -> tuple[torch.Tensor, ...]:
@@ -90,10 +103,9 @@ class EDMPrior(Prior):
         self.image_size = image_size
         self.patch_size = patch_size
         self.metadata: dict[str, Any] = dict(metadata or {})
-        #: Largest batch one network call takes; ``denoise`` splits larger ones. The U-Net holds a
-        #: skip tensor per level for the whole batch, so activation memory grows with it while a
-        #: CPU is already saturated by a few 256 x 256 slices; ``None``: never split.
-        self.max_batch: int | None = DEFAULT_MAX_BATCH
+        #: Largest batch one network call takes; ``denoise`` splits larger ones. ``None``: the
+        #: device's default (:func:`default_max_batch`).
+        self.max_batch: int | None = None
         #: dtype the network runs in during ``denoise`` (autocast); ``None``: the weights' dtype.
         #: Set for a block with :func:`priors.precision.network_precision`.
         self.compute_dtype: torch.dtype | None = None
@@ -139,7 +151,7 @@ class EDMPrior(Prior):
         if ph or pw:
             # Edge replication: zero padding would look like an air border to a CT prior.
             work = F.pad(work, (0, pw, 0, ph), mode="replicate")
-        step = self.max_batch or work.shape[0]
+        step = self.max_batch or default_max_batch(work.device, work.shape[-2] * work.shape[-1])
         with autocast(work.device, self.compute_dtype):
             parts = [self.precondition(self.net, work[i : i + step], s[i : i + step])
                      for i in range(0, work.shape[0], step)]

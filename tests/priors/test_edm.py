@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from priors.base import Prior
-from priors.edm import EDMPrior, edm_coefficients
+from priors.edm import EDMPrior, default_max_batch, edm_coefficients
 from priors.network import preset
 from tests.priors.helpers import tiny_prior
 
@@ -92,7 +92,7 @@ def test_denoise_splits_large_batches_without_changing_the_result():
     prior = tiny_prior()
     x = torch.rand(11, 1, 32, 32)
     sigma = torch.linspace(0.1, 2.0, 11)
-    prior.max_batch = None
+    prior.max_batch = 11
     whole = prior.denoise(x, sigma)
     prior.max_batch = 4
     calls = []
@@ -101,3 +101,14 @@ def test_denoise_splits_large_batches_without_changing_the_result():
     handle.remove()
     assert calls == [4, 4, 3]
     assert torch.allclose(split, whole, atol=1e-6)
+
+
+def test_denoise_splits_by_the_devices_batch_size_when_unset():
+    prior = tiny_prior()
+    n = default_max_batch(torch.device("cpu"), 32 * 32)
+    assert n > 1 and default_max_batch(torch.device("cpu"), 1024 * 1024) == 1
+    calls = []
+    handle = prior.net.register_forward_hook(lambda m, args, out: calls.append(args[0].shape[0]))
+    prior.denoise(torch.rand(2 * n + 1, 1, 32, 32), 0.5)
+    handle.remove()
+    assert calls == [n, n, 1]
