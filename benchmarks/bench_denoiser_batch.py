@@ -1,6 +1,6 @@
 """Seconds per image of a bundled prior's denoiser against the batch size of one network call.
 
-Decides :data:`priors.edm.CPU_MAX_BATCH`: every batch size runs on the same 8 slices of noise, in
+Decides :data:`priors.edm.CPU_MAX_PIXELS`: every batch size runs on the same 8 slices of noise, in
 interleaved rounds so that load on the machine hits all sizes alike; the median per size is printed::
 
     python benchmarks/bench_denoiser_batch.py --prior ct --precision auto --threads 2 --batch 1 2 4 8

@@ -40,7 +40,7 @@ def default_max_batch(device: torch.device, pixels_per_image: int) -> int:
     """Images per network call when :attr:`EDMPrior.max_batch` is unset, for ``device`` and images
     of ``pixels_per_image`` pixels (at least 1)."""
     if device.type == "cpu":
-        return max(1, CPU_MAX_PIXELS // max(1, pixels_per_image))
+        return max(1, CPU_MAX_PIXELS // pixels_per_image)
     return ACCELERATOR_MAX_BATCH
 
 
